@@ -1,0 +1,254 @@
+#include "mail/message.hpp"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+
+#include "core/io.hpp"
+
+namespace mailroom::mail {
+
+namespace {
+
+constexpr size_t chunk_size = 64 * 1024;
+// Header lines longer than this are not examined for Delivered-To (they are still
+// stored whole); a From_ line longer than this is still removed whole.
+constexpr size_t header_scan_limit = 4096;
+constexpr size_t delivered_to_limit = 256;
+
+std::string lowercase(std::string_view s) {
+    std::string out(s);
+    for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    return out;
+}
+
+std::string_view trim(std::string_view s) {
+    while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+    while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
+    return s;
+}
+
+// "From alice@example.org Sat Nov 21 20:23:34 2026" → "alice@example.org";
+// "From <>" or "From MAILER-DAEMON" → "" (the null sender).
+std::string sender_of_from_line(std::string_view line) {
+    line.remove_prefix(5);
+    line = trim(line);
+    auto end = line.find_first_of(" \t");
+    std::string_view sender = line.substr(0, end);
+    if (sender.size() >= 2 && sender.front() == '<' && sender.back() == '>') {
+        sender = sender.substr(1, sender.size() - 2);
+    }
+    if (sender == "MAILER-DAEMON") return {};
+    return std::string(sender);
+}
+
+core::Result<core::UniqueFd> open_spill_file(const std::string& dir) {
+    // O_TMPFILE: the file has no name, so a crash leaves nothing behind.
+    int fd = ::open(dir.c_str(), O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+    if (fd >= 0) return core::UniqueFd(fd);
+    std::string path = dir + "/mailroom-msg.XXXXXX";
+    fd = ::mkostemp(path.data(), O_CLOEXEC);
+    if (fd < 0) return core::unexpected_errno("create temporary file in " + dir);
+    ::unlink(path.c_str());
+    return core::UniqueFd(fd);
+}
+
+}  // namespace
+
+// Turns raw input into the stored content: CRLF → LF, the From_ line removed,
+// Delivered-To values collected, memory spilled to a file past the bound.
+class Message::Builder {
+public:
+    Builder(Message& message, const MessageOptions& options)
+        : message_(message), options_(options) {
+        first_line_ = options.strip_from_line;
+    }
+
+    core::Result<void> feed(std::string_view data) {
+        if (pending_cr_ && !data.empty()) {
+            pending_cr_ = false;
+            if (data.front() == '\n') {
+                if (auto r = accept("\n"); !r) return r;
+                data.remove_prefix(1);
+            } else if (auto r = accept("\r"); !r) {
+                return r;
+            }
+        }
+        while (!data.empty()) {
+            auto cr = data.find('\r');
+            if (cr == std::string_view::npos) return accept(data);
+            if (auto r = accept(data.substr(0, cr)); !r) return r;
+            if (cr + 1 == data.size()) {
+                pending_cr_ = true;
+                return {};
+            }
+            if (data[cr + 1] == '\n') {
+                if (auto r = accept("\n"); !r) return r;
+                data.remove_prefix(cr + 2);
+            } else {
+                if (auto r = accept("\r"); !r) return r;
+                data.remove_prefix(cr + 1);
+            }
+        }
+        return {};
+    }
+
+    core::Result<void> finish() {
+        if (pending_cr_) {
+            pending_cr_ = false;
+            if (auto r = accept("\r"); !r) return r;
+        }
+        if (first_line_) {
+            // Input ended inside its first line.
+            if (auto r = end_first_line(); !r) return r;
+        }
+        if (in_headers_ && !header_line_.empty()) scan_header_line();
+        if (message_.spill_ && !buffer_.empty()) {
+            if (auto r = core::write_all(message_.spill_.get(), buffer_, "temporary file"); !r) return r;
+            buffer_.clear();
+        }
+        if (!message_.spill_) message_.memory_ = std::move(buffer_);
+        return {};
+    }
+
+private:
+    core::Result<void> accept(std::string_view data) {
+        if (first_line_) {
+            auto nl = data.find('\n');
+            first_.append(data.substr(0, std::min(nl, data.size())));
+            if (first_.size() > header_scan_limit && first_.compare(0, 5, "From ") != 0) {
+                // Too long to be an envelope line: plain content.
+                if (auto r = end_first_line(); !r) return r;
+                return accept(data.substr(std::min(nl, data.size())));
+            }
+            if (first_.size() > header_scan_limit) first_.resize(header_scan_limit);
+            if (nl == std::string_view::npos) return {};
+            first_ += '\n';
+            if (auto r = end_first_line(); !r) return r;
+            return accept(data.substr(nl + 1));
+        }
+        return store(data);
+    }
+
+    core::Result<void> end_first_line() {
+        first_line_ = false;
+        if (first_.compare(0, 5, "From ") == 0) {
+            message_.from_line_sender_ = sender_of_from_line(first_);
+            first_.clear();
+            return {};
+        }
+        std::string line = std::move(first_);
+        return store(line);
+    }
+
+    core::Result<void> store(std::string_view data) {
+        if (data.empty()) return {};
+        if (in_headers_) scan_headers(data);
+        message_.size_ += data.size();
+        if (options_.size_limit && message_.size_ > options_.size_limit) {
+            return core::unexpected_errno("message larger than the size limit", EFBIG);
+        }
+        message_.ends_with_newline_ = data.back() == '\n';
+        buffer_.append(data);
+        if (!message_.spill_ && buffer_.size() > options_.memory_limit) {
+            auto fd = open_spill_file(options_.tmp_dir);
+            if (!fd) return core::unexpected(fd.error());
+            message_.spill_ = std::move(*fd);
+        }
+        if (message_.spill_ && buffer_.size() >= chunk_size) {
+            if (auto r = core::write_all(message_.spill_.get(), buffer_, "temporary file"); !r) return r;
+            buffer_.clear();
+        }
+        return {};
+    }
+
+    void scan_headers(std::string_view data) {
+        while (in_headers_ && !data.empty()) {
+            auto nl = data.find('\n');
+            std::string_view part = data.substr(0, nl);
+            if (header_line_.size() < header_scan_limit) {
+                header_line_.append(part.substr(0, header_scan_limit - header_line_.size()));
+            }
+            if (nl == std::string_view::npos) return;
+            end_header_line();
+            data.remove_prefix(nl + 1);
+        }
+    }
+
+    void end_header_line() {
+        if (header_line_.empty()) {
+            in_headers_ = false;  // the empty line that ends the header
+            return;
+        }
+        scan_header_line();
+        header_line_.clear();
+    }
+
+    void scan_header_line() {
+        constexpr std::string_view name = "delivered-to:";
+        if (header_line_.size() > name.size() &&
+            lowercase(std::string_view(header_line_).substr(0, name.size())) == name &&
+            message_.delivered_to_.size() < delivered_to_limit) {
+            auto value = trim(std::string_view(header_line_).substr(name.size()));
+            message_.delivered_to_.push_back(lowercase(value));
+        }
+    }
+
+    Message& message_;
+    const MessageOptions& options_;
+    std::string buffer_;
+    std::string first_;
+    std::string header_line_;
+    bool first_line_ = false;
+    bool pending_cr_ = false;
+    bool in_headers_ = true;
+};
+
+core::Result<Message> Message::read_from(int fd, const MessageOptions& options) {
+    Message message;
+    Builder builder(message, options);
+    std::string chunk(chunk_size, '\0');
+    for (;;) {
+        auto n = core::read_some(fd, chunk.data(), chunk.size(), "message input");
+        if (!n) return core::unexpected(n.error());
+        if (*n == 0) break;
+        if (auto r = builder.feed(std::string_view(chunk.data(), *n)); !r) return core::unexpected(r.error());
+    }
+    if (auto r = builder.finish(); !r) return core::unexpected(r.error());
+    return message;
+}
+
+core::Result<Message> Message::from_string(std::string_view text, const MessageOptions& options) {
+    Message message;
+    Builder builder(message, options);
+    if (auto r = builder.feed(text); !r) return core::unexpected(r.error());
+    if (auto r = builder.finish(); !r) return core::unexpected(r.error());
+    return message;
+}
+
+core::Result<size_t> Message::Reader::read(char* buf, size_t size) {
+    uint64_t left = message_.size_ - offset_;
+    size_t want = static_cast<size_t>(std::min<uint64_t>(left, size));
+    if (want == 0) return size_t{0};
+    if (!message_.spill_) {
+        std::memcpy(buf, message_.memory_.data() + offset_, want);
+        offset_ += want;
+        return want;
+    }
+    auto n = core::pread_full(message_.spill_.get(), buf, want, static_cast<off_t>(offset_), "temporary file");
+    if (!n) return n;
+    if (*n == 0) return core::unexpected_errno("temporary file shorter than the message", EIO);
+    offset_ += *n;
+    return *n;
+}
+
+bool Message::has_delivered_to(std::string_view address) const {
+    std::string wanted = lowercase(address);
+    return std::find(delivered_to_.begin(), delivered_to_.end(), wanted) != delivered_to_.end();
+}
+
+}  // namespace mailroom::mail

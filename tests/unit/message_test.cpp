@@ -1,0 +1,115 @@
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <catch2/catch.hpp>
+#include <string>
+
+#include "mail/message.hpp"
+
+using mailroom::mail::Message;
+using mailroom::mail::MessageOptions;
+
+namespace {
+
+std::string content_of(const Message& message) {
+    auto reader = message.reader();
+    std::string out;
+    char buf[7];  // small on purpose: exercises chunked reads
+    for (;;) {
+        auto n = reader.read(buf, sizeof buf);
+        REQUIRE(n);
+        if (*n == 0) break;
+        out.append(buf, *n);
+    }
+    return out;
+}
+
+Message parse(std::string_view text, MessageOptions options = {}) {
+    auto message = Message::from_string(text, options);
+    REQUIRE(message);
+    return std::move(*message);
+}
+
+}  // namespace
+
+TEST_CASE("CRLF input is stored with LF line ends") {
+    auto m = parse("Subject: x\r\n\r\nline one\r\nline two\r\n");
+    CHECK(content_of(m) == "Subject: x\n\nline one\nline two\n");
+    CHECK(m.size() == content_of(m).size());
+}
+
+TEST_CASE("a bare CR is kept, only CR LF pairs become LF") {
+    auto m = parse("a\rb\r\nc\r");
+    CHECK(content_of(m) == "a\rb\nc\r");
+}
+
+TEST_CASE("a CR LF split across input chunks still becomes one LF") {
+    int fds[2];
+    REQUIRE(::pipe(fds) == 0);
+    // Two writes; the reader may see them as two reads.
+    REQUIRE(::write(fds[1], "a\r", 2) == 2);
+    REQUIRE(::write(fds[1], "\nb\n", 3) == 3);
+    ::close(fds[1]);
+    auto m = Message::read_from(fds[0], {});
+    ::close(fds[0]);
+    REQUIRE(m);
+    CHECK(content_of(*m) == "a\nb\n");
+}
+
+TEST_CASE("a first line starting From is taken as the envelope sender and removed") {
+    auto m = parse("From alice@example.org Sat Nov 21 20:23:34 2026\nSubject: hi\n\nbody\n");
+    REQUIRE(m.from_line_sender());
+    CHECK(*m.from_line_sender() == "alice@example.org");
+    CHECK(content_of(m) == "Subject: hi\n\nbody\n");
+}
+
+TEST_CASE("From MAILER-DAEMON and From <> give the null sender") {
+    CHECK(*parse("From MAILER-DAEMON Sat Nov 21 20:23:34 2026\n\nx\n").from_line_sender() == "");
+    CHECK(*parse("From <> Sat Nov 21 20:23:34 2026\n\nx\n").from_line_sender() == "");
+}
+
+TEST_CASE("without a From line there is no envelope sender and nothing is removed") {
+    auto m = parse("Subject: hi\n\nFrom here\n");
+    CHECK_FALSE(m.from_line_sender());
+    CHECK(content_of(m) == "Subject: hi\n\nFrom here\n");
+    auto kept = parse("From a b\n\nx\n", MessageOptions{.strip_from_line = false});
+    CHECK(content_of(kept) == "From a b\n\nx\n");
+}
+
+TEST_CASE("Delivered-To headers are recorded case-insensitively, body lines are not") {
+    auto m = parse("Delivered-To: Bob@Example.ORG\ndelivered-to:  carol@x\nSubject: s\n\nDelivered-To: dave@x\n");
+    CHECK(m.has_delivered_to("bob@example.org"));
+    CHECK(m.has_delivered_to("CAROL@x"));
+    CHECK_FALSE(m.has_delivered_to("dave@x"));
+}
+
+TEST_CASE("content past the memory bound is spilled to a file and read back whole") {
+    MessageOptions options;
+    options.memory_limit = 1000;
+    std::string text = "Subject: big\n\n";
+    for (int i = 0; i < 20000; ++i) text += "line " + std::to_string(i) + "\r\n";
+    auto m = parse(text, options);
+    std::string expected = "Subject: big\n\n";
+    for (int i = 0; i < 20000; ++i) expected += "line " + std::to_string(i) + "\n";
+    CHECK(content_of(m) == expected);
+    CHECK(m.size() == expected.size());
+}
+
+TEST_CASE("NUL bytes and a 1 MB line pass through unchanged") {
+    std::string text("a\0b\n", 4);
+    text += std::string(1024 * 1024, 'x') + "\n";
+    auto m = parse(text, MessageOptions{.memory_limit = 4096});
+    CHECK(content_of(m) == text);
+}
+
+TEST_CASE("a message over the size limit is refused") {
+    auto m = Message::from_string(std::string(5000, 'x'), MessageOptions{.size_limit = 4000});
+    REQUIRE_FALSE(m);
+    CHECK(m.error().errno_value() == EFBIG);
+}
+
+TEST_CASE("a message without a final newline is noticed") {
+    CHECK_FALSE(parse("Subject: x\n\nno newline").ends_with_newline());
+    CHECK(parse("Subject: x\n\nnewline\n").ends_with_newline());
+    CHECK(parse("").ends_with_newline());
+}
