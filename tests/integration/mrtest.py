@@ -1,0 +1,128 @@
+"""Shared fixture for mailroom's integration tests.
+
+A Sandbox is a temporary folder with a mail spool, a configuration file and
+fake users from nss_wrapper, so no test touches the machine's accounts or
+/var/mail. As root the users have their own uids and mda really switches to
+them; as another user they all share the caller's uid (deliveries to oneself).
+"""
+import mailbox
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import unittest
+
+BIN = os.environ.get("MAILROOM_BIN") or os.path.join(
+    os.path.dirname(__file__), "..", "..", "build", "bin")
+NSS_WRAPPER = "/usr/lib/x86_64-linux-gnu/libnss_wrapper.so"
+IS_ROOT = os.geteuid() == 0
+USERS = ["alice", "bob", "carol", "dave"]
+FIRST_UID = 20001
+
+
+def mboxrd_unescape(data: bytes) -> bytes:
+    """Undo mboxrd quoting: one '>' off every line matching ^>+From ."""
+    return re.sub(rb"(?m)^>(>*From )", rb"\1", data)
+
+
+class Sandbox:
+    def __init__(self, **config):
+        self.dir = tempfile.mkdtemp(prefix="mailroom-test-")
+        os.chmod(self.dir, 0o755)
+        self.mail = os.path.join(self.dir, "mail")
+        os.mkdir(self.mail)
+        # World-writable and sticky, like a classic /var/mail: users create their own mailbox.
+        os.chmod(self.mail, 0o1777)
+        self.home = os.path.join(self.dir, "home")
+        os.mkdir(self.home)
+        self.log = os.path.join(self.dir, "mailroom.log")
+        self.uids = {}
+        passwd, group = [], []
+        for i, name in enumerate(USERS):
+            uid = FIRST_UID + i if IS_ROOT else os.getuid()
+            gid = FIRST_UID + i if IS_ROOT else os.getgid()
+            home = os.path.join(self.home, name)
+            os.mkdir(home)
+            if IS_ROOT:
+                os.chown(home, uid, gid)
+            self.uids[name] = uid
+            passwd.append(f"{name}:x:{uid}:{gid}:{name.title()} Test:{home}:/bin/sh")
+            group.append(f"{name}:x:{gid}:")
+        passwd.append(f"root:x:0:0:root:/root:/bin/sh")
+        group.append("root:x:0:")
+        self.passwd = self.write("passwd", "\n".join(passwd) + "\n")
+        self.group = self.write("group", "\n".join(group) + "\n")
+        settings = {
+            "myhostname": "test.example",
+            "mail_spool_dir": self.mail,
+            "log": self.log,
+            "lock_timeout": "10s",
+        }
+        settings.update(config)
+        self.conf = self.write("mailroom.conf",
+                               "".join(f"{k} = {v}\n" for k, v in settings.items()))
+
+    def write(self, name, text, mode="w"):
+        path = os.path.join(self.dir, name)
+        with open(path, mode) as f:
+            f.write(text)
+        return path
+
+    def env(self, **extra):
+        env = dict(os.environ)
+        env.update({
+            "LD_PRELOAD": NSS_WRAPPER,
+            "NSS_WRAPPER_PASSWD": self.passwd,
+            "NSS_WRAPPER_GROUP": self.group,
+            "MAILROOM_CONF": self.conf,
+            "TMPDIR": self.dir,
+        })
+        env.update(extra)
+        return env
+
+    def mda(self, args, message, **kwargs):
+        """Runs the built mda; returns the CompletedProcess (stdout/stderr as bytes)."""
+        if isinstance(message, str):
+            message = message.encode()
+        return subprocess.run([os.path.join(BIN, "mda")] + list(args), input=message,
+                              capture_output=True, env=self.env(), timeout=kwargs.get("timeout", 120))
+
+    def popen_mda(self, args, **kwargs):
+        return subprocess.Popen([os.path.join(BIN, "mda")] + list(args), env=self.env(),
+                                stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.PIPE, **kwargs)
+
+    def mbox_path(self, user):
+        return os.path.join(self.mail, user)
+
+    def mbox(self, user):
+        return mailbox.mbox(self.mbox_path(user), create=False)
+
+    def maildir(self, path):
+        return mailbox.Maildir(path, factory=None, create=False)
+
+    def cleanup(self):
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class TestCase(unittest.TestCase):
+    config = {}
+
+    def setUp(self):
+        self.box = Sandbox(**self.config)
+        self.addCleanup(self.box.cleanup)
+
+    def assertExit(self, result, code, stderr_re=None):
+        self.assertEqual(result.returncode, code,
+                         f"exit {result.returncode}, stderr: {result.stderr.decode(errors='replace')}")
+        if stderr_re:
+            self.assertRegex(result.stderr.decode(errors="replace"), stderr_re)
+
+
+def message(subject="test", body="hello\n", extra_headers=""):
+    return f"From: sender@example.org\nTo: rcpt@test.example\nSubject: {subject}\n{extra_headers}\n{body}"
+
+
+def main():
+    unittest.main(verbosity=2)
