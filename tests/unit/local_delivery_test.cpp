@@ -1,0 +1,64 @@
+#include <catch2/catch.hpp>
+
+#include "mail/local_delivery.hpp"
+
+using namespace mailroom::mail;
+using mailroom::core::UserInfo;
+
+namespace {
+UserInfo bob() {
+    UserInfo user;
+    user.name = "bob";
+    user.uid = 1001;
+    user.gid = 1001;
+    user.home = "/home/bob";
+    return user;
+}
+}  // namespace
+
+TEST_CASE("mbox mailboxes are $mail_spool_dir/USER") {
+    LocalDeliverySettings settings;
+    auto where = mailbox_location(settings, bob());
+    CHECK(where.path == "/var/mail/bob");
+    CHECK(where.format == MailboxFormat::mbox);
+}
+
+TEST_CASE("with mailbox_format = maildir the mailbox is $mail_spool_dir/USER/") {
+    LocalDeliverySettings settings;
+    settings.format = MailboxFormat::maildir;
+    auto where = mailbox_location(settings, bob());
+    CHECK(where.path == "/var/mail/bob");
+    CHECK(where.format == MailboxFormat::maildir);
+}
+
+TEST_CASE("home_mailbox is relative to the home, a trailing slash meaning Maildir") {
+    LocalDeliverySettings settings;
+    settings.home_mailbox = "Maildir/";
+    auto maildir = mailbox_location(settings, bob());
+    CHECK(maildir.path == "/home/bob/Maildir");
+    CHECK(maildir.format == MailboxFormat::maildir);
+    settings.home_mailbox = "Mailbox";
+    auto mbox = mailbox_location(settings, bob());
+    CHECK(mbox.path == "/home/bob/Mailbox");
+    CHECK(mbox.format == MailboxFormat::mbox);
+}
+
+TEST_CASE("mda -m overrides the format and -o the path") {
+    LocalDeliverySettings settings;
+    CHECK(mailbox_location(settings, bob(), MailboxFormat::maildir).format == MailboxFormat::maildir);
+    auto o = mailbox_location(settings, bob(), std::nullopt, std::string("/srv/box/"));
+    CHECK(o.path == "/srv/box");
+    CHECK(o.format == MailboxFormat::maildir);
+    auto both = mailbox_location(settings, bob(), MailboxFormat::mbox, std::string("/srv/box/"));
+    CHECK(both.format == MailboxFormat::mbox);
+}
+
+TEST_CASE("a message already delivered to the same recipient is a mail loop, 5.4.6") {
+    auto message = Message::from_string("Delivered-To: bob@host.example\nSubject: x\n\nbody\n", {});
+    REQUIRE(message);
+    LocalDelivery delivery{bob(), "bob@host.example", "", {"/nonexistent/bob", MailboxFormat::mbox}, 0};
+    auto status = deliver_local(*message, delivery, LocalDeliverySettings{}, Isolation::child_process);
+    CHECK(status.is_permanent());
+    CHECK(status.code() == "5.4.6");
+    CHECK(status.to_sysexit() == 65);
+}
