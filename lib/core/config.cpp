@@ -141,8 +141,8 @@ public:
             const Entry& e = c_.entries_[i];
             const ConfigKey& k = config_keys()[i];
             if (auto want = check_value(k.type, e.value))
-                return error_at(c_.name_, e.line,
-                                fmt::format("bad value for '{}': {} ({})", k.name, quoted(e.value), *want));
+                return error_at(c_.name_, e.line, fmt::format("bad value for '{}': {} ({})", k.name,
+                                                              quoted(e.value), *want));
         }
         return {};
     }
@@ -209,8 +209,9 @@ private:
         std::string chain;
         for (size_t k : loop) chain += std::string(config_keys()[k].name) + " -> ";
         chain += config_keys()[loop.front()].name;
+        std::string_view key = config_keys()[loop.front()].name;
         return error_at(c_.name_, c_.entries_[loop.front()].line,
-                        fmt::format("expansion loop in '{}': {}", config_keys()[loop.front()].name, chain));
+                        fmt::format("expansion loop in '{}': {}", key, chain));
     }
 
     Config& c_;
@@ -240,11 +241,13 @@ Result<Config> Config::parse(std::string_view text, const std::string& name) {
         std::string_view body = trim(line);
         if (body.empty() || body.front() == '#') continue;
         if (is_blank(line.front())) {
-            if (!current) return error_at(name, line_no, "continuation line with no 'key = value' line before it");
+            if (!current)
+                return error_at(name, line_no, "continuation line with no 'key = value' line before it");
             current->raw += current->raw.empty() ? "" : " ";
             current->raw += body;
             if (current->raw.size() > max_line_bytes)
-                return error_at(name, line_no, fmt::format("line is longer than {} bytes", max_line_bytes));
+                return error_at(name, line_no,
+                                fmt::format("line is longer than {} bytes", max_line_bytes));
             continue;
         }
         size_t eq = body.find('=');
@@ -291,7 +294,8 @@ Result<Config> Config::load(const std::string& path) {
 Config Config::defaults() {
     auto c = parse("", "defaults");
     if (!c) {
-        std::fprintf(stderr, "mailroom: bug: built-in defaults rejected: %s\n", c.error().message().c_str());
+        std::fprintf(stderr, "mailroom: bug: built-in defaults rejected: %s\n",
+                     c.error().message().c_str());
         std::abort();
     }
     return std::move(c).value();
@@ -331,7 +335,8 @@ std::chrono::seconds Config::duration(std::string_view key) const {
 std::string Config::default_text(size_t index) const {
     switch (config_keys()[index].default_kind) {
         case DefaultKind::host_name: return escape_dollars(system_host_name());
-        case DefaultKind::host_domain: return escape_dollars(domain_of(entries_[myhostname_index].value));
+        case DefaultKind::host_domain:
+            return escape_dollars(domain_of(entries_[myhostname_index].value));
         case DefaultKind::literal: break;
     }
     return std::string(config_keys()[index].default_value);
@@ -348,7 +353,9 @@ std::string Config::dump(bool all) const {
     for (size_t i = 0; i < keys.size(); ++i) {
         if (!all && is_default(keys[i].name)) continue;
         const std::string& raw = entries_[i].raw;
-        out += raw.empty() ? fmt::format("{} =\n", keys[i].name) : fmt::format("{} = {}\n", keys[i].name, raw);
+        // An empty value prints as `key =`, without trailing white space.
+        out += raw.empty() ? fmt::format("{} =\n", keys[i].name)
+                           : fmt::format("{} = {}\n", keys[i].name, raw);
     }
     return out;
 }

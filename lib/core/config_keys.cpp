@@ -47,7 +47,8 @@ constexpr ConfigKey all_keys[] = {
     {"smtps_listen", K::listen_list, "", "port 465 style listeners: implicit TLS"},
     {"smtpd_tls_cert_file", K::string, "", "certificate file; with the key file enables STARTTLS"},
     {"smtpd_tls_key_file", K::string, "", "private key file; with the cert file enables STARTTLS"},
-    {"smtpd_auth_service", K::string, "smtp", "PAM service for AUTH PLAIN/LOGIN (offered only over TLS)"},
+    {"smtpd_auth_service", K::string, "smtp",
+     "PAM service for AUTH PLAIN/LOGIN (offered only over TLS)"},
     {"mynetworks", K::list, "127.0.0.0/8, [::1]/128", "clients allowed to relay without AUTH"},
     {"relayhost", K::string, "", "smart host for non-local mail, [host]:port; empty: MX lookup"},
     {"smtp_tls_security_level", K::tls_level, "may", "none, may or encrypt for outgoing SMTP"},
@@ -62,7 +63,9 @@ constexpr ConfigKey all_keys[] = {
 };
 
 bool is_digit(char c) { return c >= '0' && c <= '9'; }
-bool is_space(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v'; }
+bool is_space(char c) {
+    return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v';
+}
 
 // Leading digits times a unit, with overflow checked; nullopt if anything else is there.
 std::optional<uint64_t> number_with_unit(std::string_view v, std::string_view units,
