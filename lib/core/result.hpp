@@ -22,10 +22,16 @@ struct Error {
     int errno_value() const { return code.category() == std::generic_category() ||
                                      code.category() == std::system_category()
                                          ? code.value() : 0; }
+    // An empty code means the context is already the whole text (a parse error such
+    // as "FILE:LINE: unknown key 'foo'"): there is no errno to append.
     std::string message() const {
+        if (!code) return context;
         return context.empty() ? code.message() : context + ": " + code.message();
     }
 };
+
+// An error that is its own message, for faults in input rather than in a syscall.
+inline Error text_error(std::string text) { return Error{std::error_code(), std::move(text)}; }
 
 inline Error errno_error(std::string context, int err = errno) {
     return Error{std::error_code(err, std::system_category()), std::move(context)};
