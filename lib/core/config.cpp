@@ -308,6 +308,14 @@ std::string Config::choose_path(const std::string& dash_c) {
     return MAILROOM_SYSCONFDIR "/mailroom.conf";
 }
 
+Result<Config> Config::load_for_program(const std::string& dash_c) {
+    std::string path = choose_path(dash_c);
+    const char* env = std::getenv("MAILROOM_CONF");
+    bool named = !dash_c.empty() || (env && *env);
+    if (!named && ::access(path.c_str(), F_OK) != 0 && errno == ENOENT) return defaults();
+    return load(path);
+}
+
 size_t Config::index_of(std::string_view key) const { return key_index_or_die(key); }
 
 const std::string& Config::str(std::string_view key) const { return entries_[index_of(key)].value; }

@@ -35,6 +35,10 @@ public:
     // The file to use: dash_c when not empty, else $MAILROOM_CONF when set and not
     // empty, else MAILROOM_SYSCONFDIR "/mailroom.conf".
     static std::string choose_path(const std::string& dash_c);
+    // What every program calls: the file of choose_path(). A file named by -C or
+    // $MAILROOM_CONF must exist; the built-in default may be missing, and then
+    // every key keeps its default (a fresh install works before it is configured).
+    static Result<Config> load_for_program(const std::string& dash_c);
 
     // The expanded value.
     const std::string& str(std::string_view key) const;

@@ -280,3 +280,18 @@ TEST_CASE("mta -n prints the keys that differ from the defaults, mta -N every ke
     CHECK(again.str("mail_spool_dir") == "/var/spool/mailroom/boxes");
 }
 
+
+TEST_CASE("a file named by -C must exist, a missing built-in default means all defaults") {
+    auto missing = mailroom::core::Config::load_for_program("/nonexistent/mailroom.conf");
+    REQUIRE_FALSE(missing);
+    CHECK_THAT(missing.error().message(), Catch::Contains("/nonexistent/mailroom.conf"));
+    const char* saved = std::getenv("MAILROOM_CONF");
+    std::string saved_value = saved ? saved : "";
+    ::unsetenv("MAILROOM_CONF");
+    if (::access(MAILROOM_SYSCONFDIR "/mailroom.conf", F_OK) != 0) {
+        auto fallback = mailroom::core::Config::load_for_program("");
+        REQUIRE(fallback);
+        CHECK(fallback->str("mailbox_format") == "mbox");
+    }
+    if (saved) ::setenv("MAILROOM_CONF", saved_value.c_str(), 1);
+}
