@@ -15,6 +15,8 @@ namespace mailroom::core {
 
 // What went wrong and where: an errno-style code plus the operation and object
 // ("open /var/mail/bob"), so the line reported at the top needs no further context.
+// Bad *input* (an address, a config line) has no errno: it carries no code and its
+// whole text in context (see input_error), and message() is then just that text.
 struct Error {
     std::error_code code;
     std::string context;
@@ -37,10 +39,18 @@ inline Error errno_error(std::string context, int err = errno) {
     return Error{std::error_code(err, std::system_category()), std::move(context)};
 }
 
+// An input error: message() is exactly `text` ("local part longer than 64 octets").
+// Map it to a Status with a helper that knows the input (e.g. bad_address_status),
+// not with Status::from_error, which treats errors as temporary system failures.
+inline Error input_error(std::string text) { return Error{std::error_code(), std::move(text)}; }
+
 struct Unexpected {
     Error error;
 };
 inline Unexpected unexpected(Error e) { return Unexpected{std::move(e)}; }
+inline Unexpected unexpected_input(std::string text) {
+    return Unexpected{input_error(std::move(text))};
+}
 inline Unexpected unexpected_errno(std::string context, int err = errno) {
     return Unexpected{errno_error(std::move(context), err)};
 }
