@@ -34,7 +34,7 @@ std::string where(const std::string& name, unsigned line) {
 }
 
 Unexpected error_at(const std::string& name, unsigned line, std::string_view what) {
-    return unexpected(text_error(where(name, line) + std::string(what)));
+    return unexpected(input_error(where(name, line) + std::string(what)));
 }
 
 std::string quoted(std::string_view v) {

@@ -32,9 +32,6 @@ struct Error {
     }
 };
 
-// An error that is its own message, for faults in input rather than in a syscall.
-inline Error text_error(std::string text) { return Error{std::error_code(), std::move(text)}; }
-
 inline Error errno_error(std::string context, int err = errno) {
     return Error{std::error_code(err, std::system_category()), std::move(context)};
 }

@@ -191,7 +191,7 @@ TEST_CASE("A missing or unreadable file is an error naming it") {
 
 TEST_CASE("An Error with no code is its own message; with a code it names the cause") {
     using mailroom::core::Error;
-    CHECK(mailroom::core::text_error("f:1: unknown key 'x'").message() == "f:1: unknown key 'x'");
+    CHECK(mailroom::core::input_error("f:1: unknown key 'x'").message() == "f:1: unknown key 'x'");
     CHECK(mailroom::core::errno_error("open /x", ENOENT).message() == "open /x: No such file or directory");
     CHECK(Error{std::make_error_code(std::errc::invalid_argument), "x"}.message() == "x: Invalid argument");
 }
