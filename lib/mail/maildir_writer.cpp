@@ -1,0 +1,249 @@
+#include "mail/maildir_writer.hpp"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <climits>
+#include <optional>
+#include <utility>
+#include <vector>
+
+#include <fmt/format.h>
+
+#include "core/io.hpp"
+#include "core/unique_fd.hpp"
+
+namespace mailroom::mail {
+
+namespace {
+
+constexpr size_t chunk_size = 64 * 1024;
+// Name collisions need a clock step back plus pid reuse; a few fresh names suffice.
+constexpr int name_attempts = 8;
+// Maildir rule: a tmp/ file untouched for 36 hours is a leftover of a crashed delivery.
+constexpr time_t tmp_max_age = 36 * 60 * 60;
+
+// A system failure while delivering: temporary, classified by errno (ENOSPC 4.3.1, ...).
+Status failure(std::string context, int err = errno) {
+    return Status::from_error(core::errno_error(std::move(context), err));
+}
+
+// A folder we will not write into; 4.2.0 so the mail waits in the queue for the admin.
+Status refusal(std::string text) { return Status::temp("4.2.0", std::move(text)); }
+
+std::string strip_trailing_slashes(std::string path) {
+    while (path.size() > 1 && path.back() == '/') path.pop_back();
+    return path;
+}
+
+// Owns a DIR stream (closedir on every path out).
+struct DirStream {
+    DIR* dir;
+    ~DirStream() {
+        if (dir) ::closedir(dir);
+    }
+};
+
+// The file in tmp/: removed when delivery fails at any step, and at the end on success.
+class TmpFile {
+public:
+    TmpFile(int dir_fd, std::string name) : dir_fd_(dir_fd), name_(std::move(name)) {}
+    TmpFile(const TmpFile&) = delete;
+    TmpFile& operator=(const TmpFile&) = delete;
+    ~TmpFile() { remove(); }
+    void remove() {
+        if (armed_) ::unlinkat(dir_fd_, name_.c_str(), 0);
+        armed_ = false;
+    }
+
+private:
+    int dir_fd_;
+    std::string name_;
+    bool armed_ = true;
+};
+
+// Creates (0700) and opens one Maildir folder `name` inside at_fd without following a
+// symlink, and checks that it belongs to info.uid. On success `out` holds the folder.
+std::optional<Status> open_folder(int at_fd, const std::string& name, const std::string& shown,
+                                  const DeliveryInfo& info, core::UniqueFd& out) {
+    bool created = ::mkdirat(at_fd, name.c_str(), 0700) == 0;
+    if (!created && errno != EEXIST) return failure("create folder " + shown);
+
+    core::UniqueFd fd(::openat(at_fd, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+    if (!fd) {
+        int err = errno;
+        struct stat st;
+        if ((err == ELOOP || err == ENOTDIR) &&
+            ::fstatat(at_fd, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0) {
+            if (S_ISLNK(st.st_mode))
+                return refusal("maildir " + shown + " is a symbolic link: refusing to deliver through it");
+            return refusal("maildir " + shown + " is not a folder");
+        }
+        return failure("open folder " + shown, err);
+    }
+    if (created) {
+        // Root delivers on the user's behalf: what it creates must belong to the user.
+        if (::geteuid() == 0 && ::fchown(fd.get(), info.uid, info.gid) != 0)
+            return failure("chown folder " + shown);
+        // fsync the parent: a crash must not lose the new folder and mail linked into it later.
+        if (auto synced = core::fsync_fd(at_fd, "folder holding " + shown); !synced)
+            return Status::from_error(synced.error());
+    }
+    struct stat st;
+    if (::fstat(fd.get(), &st) != 0) return failure("stat folder " + shown);
+    if (st.st_uid != info.uid)
+        return refusal(fmt::format("maildir {} is owned by uid {}, not by the recipient's uid {}",
+                                   shown, st.st_uid, info.uid));
+    out = std::move(fd);
+    return std::nullopt;
+}
+
+// Removes regular files in tmp/ neither read nor written for 36 hours. Cheap because
+// tmp/ is normally empty; never follows symlinks; errors are ignored (housekeeping only).
+void remove_stale_tmp(int tmp_fd) {
+    int fd = ::openat(tmp_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0) return;
+    DirStream stream{::fdopendir(fd)};
+    if (!stream.dir) {
+        ::close(fd);
+        return;
+    }
+    const time_t cutoff = ::time(nullptr) - tmp_max_age;
+    while (const dirent* entry = ::readdir(stream.dir)) {
+        struct stat st;
+        if (::fstatat(tmp_fd, entry->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0) continue;
+        if (!S_ISREG(st.st_mode)) continue;
+        // Both times: atime is the Maildir rule, mtime still works on noatime mounts.
+        if (st.st_atime >= cutoff || st.st_mtime >= cutoff) continue;
+        ::unlinkat(tmp_fd, entry->d_name, 0);
+    }
+}
+
+// Writes headers then the content in 64 KB chunks; fails if the byte count differs from
+// the size promised in the name's S=.
+core::Result<void> write_file(int fd, const std::string& headers, const Message& message,
+                              std::uint64_t expected, const std::string& shown) {
+    if (auto written = core::write_all(fd, headers, shown); !written) return written;
+    std::uint64_t total = headers.size();
+    std::vector<char> buf(chunk_size);
+    auto reader = message.reader();
+    for (;;) {
+        auto n = reader.read(buf.data(), buf.size());
+        if (!n) return core::unexpected(n.error());
+        if (*n == 0) break;
+        if (auto written = core::write_all(fd, std::string_view(buf.data(), *n), shown); !written)
+            return written;
+        total += *n;
+    }
+    if (total != expected) return core::unexpected_errno("write " + shown + ": size is not S=", EIO);
+    return {};
+}
+
+}  // namespace
+
+std::string maildir_host(std::string_view hostname) {
+    std::string host(hostname);
+    if (host.empty()) {
+        char buf[HOST_NAME_MAX + 1] = {};
+        host = ::gethostname(buf, sizeof buf - 1) == 0 && buf[0] ? buf : "localhost";
+    }
+    std::string escaped;
+    escaped.reserve(host.size());
+    for (char c : host) {
+        if (c == '/') escaped += "\\057";
+        else if (c == ':') escaped += "\\072";
+        else escaped += c;
+    }
+    return escaped;
+}
+
+std::string maildir_unique_name(std::string_view escaped_host, std::uint64_t size) {
+    // The one process-wide state: Maildir names are unique per process only if every
+    // writer in the process draws from the same counter (pid separates processes).
+    static std::atomic<std::uint64_t> counter{0};
+    const std::uint64_t n = ++counter;
+    struct timespec now;
+    ::clock_gettime(CLOCK_REALTIME, &now);
+    return fmt::format("{}.M{}P{}Q{}.{},S={}", static_cast<long long>(now.tv_sec),
+                       now.tv_nsec / 1000, ::getpid(), n, escaped_host, size);
+}
+
+Status MaildirWriter::deliver(const Message& message, const DeliveryInfo& info) const {
+    return deliver(message, info, nullptr);
+}
+
+Status MaildirWriter::deliver(const Message& message, const DeliveryInfo& info,
+                              std::string* delivered_path) const {
+    const std::string folder = strip_trailing_slashes(info.path);
+    const auto slash = folder.rfind('/');
+    const std::string base = slash == std::string::npos ? folder : folder.substr(slash + 1);
+    if (base.empty() || base == "." || base == "..")
+        return Status::temp("4.3.5", "maildir path \"" + info.path + "\" names no folder");
+
+    const std::string parent_path = core::dir_of(folder);
+    core::UniqueFd parent(::open(parent_path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (!parent) return failure("open folder " + parent_path);
+
+    core::UniqueFd top, tmp, fresh, cur;
+    if (auto refused = open_folder(parent.get(), base, folder, info, top)) return *refused;
+    if (auto refused = open_folder(top.get(), "tmp", folder + "/tmp", info, tmp)) return *refused;
+    if (auto refused = open_folder(top.get(), "new", folder + "/new", info, fresh)) return *refused;
+    if (auto refused = open_folder(top.get(), "cur", folder + "/cur", info, cur)) return *refused;
+    cur.reset();
+
+    remove_stale_tmp(tmp.get());
+
+    const std::string headers = delivery_headers(info);
+    const std::uint64_t size = headers.size() + message.size();
+    const std::string host = maildir_host(info.hostname);
+
+    std::string name;
+    core::UniqueFd file;
+    for (int attempt = 0; attempt < name_attempts && !file; ++attempt) {
+        name = maildir_unique_name(host, size);
+        file.reset(::openat(tmp.get(), name.c_str(),
+                            O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
+        if (!file && errno != EEXIST) return failure("create " + folder + "/tmp/" + name);
+    }
+    if (!file) return failure("create a unique name in " + folder + "/tmp", EEXIST);
+    TmpFile tmp_file(tmp.get(), name);
+    const std::string tmp_shown = folder + "/tmp/" + name;
+
+    if (::geteuid() == 0 && ::fchown(file.get(), info.uid, info.gid) != 0)
+        return failure("chown " + tmp_shown);
+    if (auto written = write_file(file.get(), headers, message, size, tmp_shown); !written)
+        return Status::from_error(written.error());
+    // fsync the data: a crash after we report success must not leave new/NAME empty or short.
+    if (auto synced = core::fsync_fd(file.get(), tmp_shown); !synced)
+        return Status::from_error(synced.error());
+    if (auto closed = file.close(); !closed)
+        return failure("close " + tmp_shown, closed.error().errno_value());
+
+    std::string new_name = name;
+    for (int attempt = 0;; ++attempt) {
+        // link, not rename: a crash leaves the mail in tmp/ or new/, never in neither.
+        if (::linkat(tmp.get(), name.c_str(), fresh.get(), new_name.c_str(), 0) == 0) break;
+        if (errno != EEXIST || attempt + 1 >= name_attempts)
+            return failure("link " + tmp_shown + " into " + folder + "/new");
+        new_name = maildir_unique_name(host, size);
+    }
+    // fsync new/: a crash after we report success must not lose the new/NAME entry.
+    if (auto synced = core::fsync_fd(fresh.get(), "folder " + folder + "/new"); !synced) {
+        // Undo so that the retry that follows this temporary failure does not duplicate.
+        ::unlinkat(fresh.get(), new_name.c_str(), 0);
+        return Status::from_error(synced.error());
+    }
+    // Drop the tmp/ name: the mail lives in new/ now. A crash here leaves a leftover
+    // that a later delivery sweeps after 36 hours; it never becomes a second copy.
+    tmp_file.remove();
+
+    if (delivered_path) *delivered_path = folder + "/new/" + new_name;
+    return Status::ok("delivered to maildir");
+}
+
+}  // namespace mailroom::mail
