@@ -18,14 +18,16 @@ constexpr std::string_view from_prefix = "From ";
 constexpr size_t scan_chunk = 64 * 1024;
 
 // Scans the tail for the shape of one torn message of ours: it starts with (a prefix
-// of) "From ", and no later line starts with "From " (our body lines that do are
-// quoted, so such a line is another writer's message).
+// of) "From ", after at most two newlines (the separator we write when the mailbox did
+// not end with an empty line), and no later line starts with "From " (our body lines
+// that do are quoted, so such a line is another writer's message).
 core::Result<bool> tail_is_one_message(int fd, uint64_t from, uint64_t to, const std::string& path) {
     std::string buf(scan_chunk, '\0');
     uint64_t offset = from;
     size_t matched = 0;      // bytes of "From " matched at the current line start
     bool matching = true;    // still inside a line start that could be "From "
     bool first_line = true;
+    size_t leading_newlines = 0;
     while (offset < to) {
         size_t want = static_cast<size_t>(std::min<uint64_t>(to - offset, buf.size()));
         auto n = core::pread_full(fd, buf.data(), want, static_cast<off_t>(offset), "mailbox " + path);
@@ -33,6 +35,10 @@ core::Result<bool> tail_is_one_message(int fd, uint64_t from, uint64_t to, const
         if (*n == 0) break;
         for (size_t i = 0; i < *n; ++i) {
             char c = buf[i];
+            if (first_line && matched == 0 && c == '\n' && leading_newlines < 2) {
+                ++leading_newlines;
+                continue;
+            }
             if (matching) {
                 if (c == from_prefix[matched]) {
                     if (++matched == from_prefix.size()) {

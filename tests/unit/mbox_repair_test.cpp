@@ -165,6 +165,18 @@ TEST_CASE("in fcntl-only mode a leftover append record repairs the mailbox") {
     CHECK_FALSE(std::filesystem::exists(path + ".mailroom-append"));
 }
 
+TEST_CASE("a torn tail after the separator we add to an unterminated mailbox is cut") {
+    use_utc();
+    TempDir dir;
+    std::string path = dir.path + "/bob";
+    std::string before = "From x Thu Mar  5 07:08:09 2026\n\nno newline";
+    spit(path, before + "\n\nFrom alice@example.org Thu Mar  5 07:08:09 2026\ntorn");
+    REQUIRE(::chmod(path.c_str(), 0600) == 0);
+    spit(path + ".mailroom-append", "999999 " + std::to_string(before.size()) + "\n");
+    CHECK(MboxWriter().deliver(message("two\n"), with_locks(path, {LockKind::fcntl})).is_ok());
+    CHECK(slurp(path) == before + "\n\n" + delivered("two\n"));
+}
+
 TEST_CASE("a tail that holds a later writer's message is not cut") {
     use_utc();
     TempDir dir;
@@ -177,6 +189,12 @@ TEST_CASE("a tail that holds a later writer's message is not cut") {
     spit(path, tail, true);
     CHECK(MboxWriter().deliver(message("two\n"), with_locks(path, {LockKind::fcntl})).is_ok());
     CHECK(slurp(path) == before + tail + delivered("two\n"));
+    // Nor is a tail that does not start as our From_ line does.
+    std::string now = slurp(path);
+    spit(path + ".mailroom-append", "999999 " + std::to_string(now.size()) + "\n");
+    spit(path, "garbage\n", true);
+    CHECK(MboxWriter().deliver(message("three\n"), with_locks(path, {LockKind::fcntl})).is_ok());
+    CHECK(slurp(path) == now + "garbage\n\n" + delivered("three\n"));
 }
 
 TEST_CASE("an append record is not trusted without the fcntl lock") {
