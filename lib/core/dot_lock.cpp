@@ -1,0 +1,171 @@
+#include "core/dot_lock.hpp"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <charconv>
+#include <ctime>
+#include <utility>
+
+#include "core/file_lock.hpp"
+#include "core/io.hpp"
+
+namespace mailroom::core {
+
+namespace {
+
+constexpr size_t record_limit = 64;
+
+template <typename T>
+bool parse_number(std::string_view& text, T& out) {
+    auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), out);
+    if (ec != std::errc() || end == text.data()) return false;
+    text.remove_prefix(static_cast<size_t>(end - text.data()));
+    return true;
+}
+
+bool same_file(const struct stat& a, const struct stat& b) {
+    return a.st_dev == b.st_dev && a.st_ino == b.st_ino;
+}
+
+// What stands in the way of our O_EXCL create.
+struct Obstacle {
+    bool vanished = false;  // gone before we could look: just retry
+    bool removable = false;
+    TakenOverLock found;
+    bool record_valid = false;
+    struct stat st {};
+};
+
+Result<Obstacle> inspect(const std::string& path, std::chrono::seconds stale_age) {
+    Obstacle obstacle;
+    // O_NONBLOCK: a FIFO planted as the lock must not hang us.
+    UniqueFd fd(::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC | O_NOCTTY));
+    if (!fd) {
+        if (errno == ENOENT) {
+            obstacle.vanished = true;
+            return obstacle;
+        }
+        return unexpected_errno("open lock " + path);
+    }
+    if (::fstat(fd.get(), &obstacle.st) != 0) return unexpected_errno("stat lock " + path);
+    if (S_ISREG(obstacle.st.st_mode)) {
+        char buf[record_limit];
+        auto n = pread_full(fd.get(), buf, sizeof buf, 0, "lock " + path);
+        if (!n) return unexpected(n.error());
+        if (auto record = parse_lock_record(std::string_view(buf, *n))) {
+            obstacle.found.record = *record;
+            obstacle.record_valid = true;
+            obstacle.found.writer_gone = process_is_gone(record->pid);
+        }
+    }
+    auto age = std::time(nullptr) - obstacle.st.st_mtime;
+    obstacle.found.stale = age > static_cast<std::time_t>(stale_age.count());
+    obstacle.removable = obstacle.found.stale || obstacle.found.writer_gone;
+    return obstacle;
+}
+
+}  // namespace
+
+std::optional<LockRecord> parse_lock_record(std::string_view text) {
+    LockRecord record;
+    if (!parse_number(text, record.pid) || record.pid <= 0) return std::nullopt;
+    if (!text.empty() && text.front() == ' ') {
+        text.remove_prefix(1);
+        uint64_t size = 0;
+        if (!parse_number(text, size)) return std::nullopt;
+        record.size = size;
+    }
+    // A record ends with its newline; without it, it is still being written.
+    if (text != "\n") return std::nullopt;
+    return record;
+}
+
+std::string format_lock_record(const LockRecord& record) {
+    std::string text = std::to_string(record.pid);
+    if (record.size) text += ' ' + std::to_string(*record.size);
+    text += '\n';
+    return text;
+}
+
+bool process_is_gone(pid_t pid) {
+    return pid > 0 && ::kill(pid, 0) == -1 && errno == ESRCH;
+}
+
+Result<DotLock> DotLock::acquire(const std::string& target_path, const DotLockOptions& options) {
+    std::string path = target_path + ".lock";
+    LockBackoff backoff(options.timeout);
+    std::optional<TakenOverLock> removed;
+    for (;;) {
+        UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
+        if (fd) {
+            DotLock lock(path, std::move(fd), std::move(removed));
+            auto written = write_all(lock.fd_.get(), format_lock_record({::getpid(), std::nullopt}),
+                                     "lock " + path);
+            if (!written) return unexpected(written.error());  // the destructor unlinks it
+            return lock;
+        }
+        if (errno != EEXIST) return unexpected_errno("create lock " + path);
+        // Someone else created a lock after we removed one: what we removed is no
+        // longer the state of the mailbox, so forget it.
+        removed.reset();
+
+        auto obstacle = inspect(path, options.stale_age);
+        if (!obstacle) return unexpected(obstacle.error());
+        if (obstacle->vanished) continue;
+        if (obstacle->removable) {
+            // Unlink only the file we looked at: another waiter may have replaced it
+            // with a live lock meanwhile. (A window remains between this lstat and the
+            // unlink; the fcntl lock, taken first by default, closes it among mailroom
+            // writers.)
+            struct stat now {};
+            if (::lstat(path.c_str(), &now) == 0 && same_file(now, obstacle->st)) {
+                if (::unlink(path.c_str()) != 0 && errno != ENOENT)
+                    return unexpected_errno("remove stale lock " + path);
+                if (obstacle->record_valid) removed = obstacle->found;
+            }
+            continue;
+        }
+        if (!backoff.wait()) return unexpected_errno("lock " + path + ": timed out", EWOULDBLOCK);
+    }
+}
+
+DotLock::DotLock(std::string path, UniqueFd fd, std::optional<TakenOverLock> taken_over)
+    : path_(std::move(path)), fd_(std::move(fd)), taken_over_(std::move(taken_over)) {}
+
+DotLock& DotLock::operator=(DotLock&& other) noexcept {
+    if (this != &other) {
+        release();
+        path_ = std::move(other.path_);
+        fd_ = std::move(other.fd_);
+        taken_over_ = std::move(other.taken_over_);
+    }
+    return *this;
+}
+
+Result<void> DotLock::set_record(pid_t pid, uint64_t size) {
+    // The new record is longer than `PID\n` and written at offset 0, so a reader sees the
+    // old record or the new one; no truncate needed.
+    std::string text = format_lock_record({pid, size});
+    ssize_t n;
+    do {
+        n = ::pwrite(fd_.get(), text.data(), text.size(), 0);
+    } while (n < 0 && errno == EINTR);
+    if (n < 0) return unexpected_errno("write lock " + path_);
+    if (static_cast<size_t>(n) != text.size()) return unexpected_errno("write lock " + path_, EIO);
+    return {};
+}
+
+void DotLock::release() {
+    if (!fd_) return;
+    struct stat ours {}, now {};
+    // If our lock was removed as stale and someone else holds PATH.lock now, leave theirs.
+    if (::fstat(fd_.get(), &ours) == 0 && ::lstat(path_.c_str(), &now) == 0 && same_file(ours, now))
+        ::unlink(path_.c_str());
+    fd_.reset();
+}
+
+}  // namespace mailroom::core

@@ -1,0 +1,86 @@
+// DotLock: the classic mailbox dotlock `PATH.lock`, created with O_EXCL, holding a
+// record line `PID\n` and then `PID OLD_SIZE\n` once the locker knows the size of the
+// file it is about to append to. The destructor unlinks it (if it is still ours).
+//
+// Invariants: a DotLock that exists created PATH.lock itself and owns its fd.
+// A lock found in the way is removed only when it is stale (mtime older than the stale
+// age: SPEC 5 minutes) or when its record names a PID that no longer exists
+// (kill(pid, 0) fails with ESRCH). Its record is then kept in taken_over() so that the
+// mailbox writer can cut off what the dead writer left half-written.
+// Must never: follow a symlink, remove a live writer's lock, sleep in whole seconds,
+// throw. A lock whose content cannot be parsed (a peer between creating it and writing
+// its PID, or a foreign format) counts as live until it is stale.
+//
+// Limits: "PID no longer exists" is only meaningful on one host and in one PID
+// namespace; mailboxes shared over NFS or between containers must not rely on it.
+#pragma once
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "core/result.hpp"
+#include "core/unique_fd.hpp"
+
+namespace mailroom::core {
+
+// `PID\n` or `PID OLD_SIZE\n`: who holds a mailbox and how long the mailbox was before
+// they started appending.
+struct LockRecord {
+    pid_t pid = 0;
+    std::optional<uint64_t> size;
+};
+std::optional<LockRecord> parse_lock_record(std::string_view text);
+std::string format_lock_record(const LockRecord& record);
+
+// True only when kill(pid, 0) says ESRCH; EPERM means alive under another uid.
+bool process_is_gone(pid_t pid);
+
+// What we found in a lock we removed.
+struct TakenOverLock {
+    LockRecord record;
+    bool stale = false;        // older than the stale age
+    bool writer_gone = false;  // its PID no longer exists
+};
+
+struct DotLockOptions {
+    std::chrono::milliseconds timeout{60'000};
+    std::chrono::seconds stale_age{300};
+};
+
+class DotLock {
+public:
+    // Creates target_path + ".lock", retrying with short sleeps until options.timeout.
+    // Timeout: an Error with code EWOULDBLOCK. Other errors (EACCES on the folder...)
+    // are returned at once.
+    static Result<DotLock> acquire(const std::string& target_path, const DotLockOptions& options);
+
+    DotLock(DotLock&&) noexcept = default;
+    DotLock& operator=(DotLock&& other) noexcept;
+    DotLock(const DotLock&) = delete;
+    DotLock& operator=(const DotLock&) = delete;
+    ~DotLock() { release(); }
+
+    // Rewrites the record as `PID SIZE\n`. Not fsynced: it protects against the death
+    // of this process, not against a power loss (docs/mbox.md).
+    Result<void> set_record(pid_t pid, uint64_t size);
+    // The record of a dead or stale lock removed on the way to this one, when it was
+    // removed just before this lock was created (nothing else could have slipped in
+    // between as a dotlock holder). Empty when there was none or it was unreadable.
+    const std::optional<TakenOverLock>& taken_over() const { return taken_over_; }
+    const std::string& path() const { return path_; }
+    // Unlinks the lock if the path still names our file (idempotent).
+    void release();
+
+private:
+    DotLock(std::string path, UniqueFd fd, std::optional<TakenOverLock> taken_over);
+    std::string path_;
+    UniqueFd fd_;
+    std::optional<TakenOverLock> taken_over_;
+};
+
+}  // namespace mailroom::core

@@ -1,0 +1,190 @@
+#include <fcntl.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <sys/time.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <catch2/catch.hpp>
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <string>
+
+#include "core/dot_lock.hpp"
+
+using mailroom::core::DotLock;
+using mailroom::core::DotLockOptions;
+using mailroom::core::format_lock_record;
+using mailroom::core::parse_lock_record;
+using mailroom::core::process_is_gone;
+using namespace std::chrono_literals;
+
+namespace {
+
+struct TempDir {
+    std::string path;
+    TempDir() {
+        char tmpl[] = "/tmp/dot-lock-test-XXXXXX";
+        REQUIRE(::mkdtemp(tmpl) != nullptr);
+        path = tmpl;
+    }
+    ~TempDir() { std::filesystem::remove_all(path); }
+};
+
+std::string slurp(const std::string& path) {
+    std::ifstream in(path, std::ios::binary);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    return ss.str();
+}
+
+void spit(const std::string& path, const std::string& text) {
+    std::ofstream(path, std::ios::binary) << text;
+}
+
+void age(const std::string& path, std::chrono::seconds by) {
+    struct timeval tv[2] {};
+    tv[0].tv_sec = tv[1].tv_sec = ::time(nullptr) - by.count();
+    REQUIRE(::utimes(path.c_str(), tv) == 0);
+}
+
+// The pid of a child that has exited and been reaped: a dead writer.
+pid_t dead_pid() {
+    pid_t pid = ::fork();
+    REQUIRE(pid >= 0);
+    if (pid == 0) ::_exit(0);
+    REQUIRE(::waitpid(pid, nullptr, 0) == pid);
+    return pid;
+}
+
+DotLockOptions quick(std::chrono::milliseconds timeout = 300ms) { return {timeout, 300s}; }
+
+}  // namespace
+
+TEST_CASE("lock records are PID or PID OLD_SIZE on one line") {
+    auto r = parse_lock_record("1234 5678\n");
+    REQUIRE(r);
+    CHECK(r->pid == 1234);
+    CHECK(r->size == 5678u);
+    auto p = parse_lock_record("42\n");
+    REQUIRE(p);
+    CHECK_FALSE(p->size);
+    CHECK_FALSE(parse_lock_record(""));        // created, not yet written
+    CHECK_FALSE(parse_lock_record("1234 56"));  // still being written
+    CHECK_FALSE(parse_lock_record("0\n"));
+    CHECK_FALSE(parse_lock_record("-5\n"));
+    CHECK_FALSE(parse_lock_record("abc\n"));
+    CHECK(format_lock_record({77, 99u}) == "77 99\n");
+    CHECK(format_lock_record({77, std::nullopt}) == "77\n");
+}
+
+TEST_CASE("a process is gone only when kill says ESRCH") {
+    CHECK_FALSE(process_is_gone(::getpid()));
+    CHECK_FALSE(process_is_gone(1));
+    CHECK(process_is_gone(dead_pid()));
+}
+
+TEST_CASE("the dotlock is PATH.lock holding our PID and is unlinked by the destructor") {
+    TempDir dir;
+    std::string mbox = dir.path + "/bob";
+    {
+        auto lock = DotLock::acquire(mbox, quick());
+        REQUIRE(lock);
+        CHECK(lock->path() == mbox + ".lock");
+        CHECK(slurp(mbox + ".lock") == std::to_string(::getpid()) + "\n");
+        REQUIRE(lock->set_record(::getpid(), 1234));
+        CHECK(slurp(mbox + ".lock") == std::to_string(::getpid()) + " 1234\n");
+        CHECK_FALSE(lock->taken_over());
+        struct stat st {};
+        REQUIRE(::lstat((mbox + ".lock").c_str(), &st) == 0);
+        CHECK((st.st_mode & 0777) == 0600);
+    }
+    CHECK_FALSE(std::filesystem::exists(mbox + ".lock"));
+}
+
+TEST_CASE("a live writer's fresh dotlock is waited for and times out with EWOULDBLOCK") {
+    TempDir dir;
+    std::string mbox = dir.path + "/bob";
+    spit(mbox + ".lock", std::to_string(::getpid()) + " 10\n");
+    auto start = std::chrono::steady_clock::now();
+    auto lock = DotLock::acquire(mbox, quick(300ms));
+    double took = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    REQUIRE_FALSE(lock);
+    CHECK(lock.error().errno_value() == EWOULDBLOCK);
+    CHECK(took >= 0.29);
+    CHECK(took < 1.0);
+    CHECK(slurp(mbox + ".lock") == std::to_string(::getpid()) + " 10\n");  // untouched
+}
+
+TEST_CASE("an unreadable fresh dotlock counts as live until it is stale") {
+    TempDir dir;
+    std::string mbox = dir.path + "/bob";
+    spit(mbox + ".lock", "");  // a peer between O_EXCL and writing its PID
+    auto lock = DotLock::acquire(mbox, quick(100ms));
+    REQUIRE_FALSE(lock);
+    CHECK(std::filesystem::exists(mbox + ".lock"));
+}
+
+TEST_CASE("a stale dotlock older than 5 minutes is removed, even with a live PID") {
+    TempDir dir;
+    std::string mbox = dir.path + "/bob";
+    spit(mbox + ".lock", std::to_string(::getpid()) + " 10\n");
+    age(mbox + ".lock", 6min);
+    auto lock = DotLock::acquire(mbox, quick());
+    REQUIRE(lock);
+    REQUIRE(lock->taken_over());
+    CHECK(lock->taken_over()->stale);
+    CHECK_FALSE(lock->taken_over()->writer_gone);
+    CHECK(lock->taken_over()->record.size == 10u);
+    CHECK(slurp(mbox + ".lock") == std::to_string(::getpid()) + "\n");
+}
+
+TEST_CASE("a stale dotlock with foreign content is removed and nothing is reported") {
+    TempDir dir;
+    std::string mbox = dir.path + "/bob";
+    spit(mbox + ".lock", "");
+    age(mbox + ".lock", 6min);
+    auto lock = DotLock::acquire(mbox, quick());
+    REQUIRE(lock);
+    CHECK_FALSE(lock->taken_over());
+}
+
+TEST_CASE("a dotlock whose PID no longer exists is taken over at once with its record") {
+    TempDir dir;
+    std::string mbox = dir.path + "/bob";
+    pid_t dead = dead_pid();
+    spit(mbox + ".lock", std::to_string(dead) + " 4096\n");
+    auto start = std::chrono::steady_clock::now();
+    auto lock = DotLock::acquire(mbox, quick(5s));
+    CHECK(std::chrono::steady_clock::now() - start < 1s);
+    REQUIRE(lock);
+    REQUIRE(lock->taken_over());
+    CHECK(lock->taken_over()->writer_gone);
+    CHECK_FALSE(lock->taken_over()->stale);
+    CHECK(lock->taken_over()->record.pid == dead);
+    CHECK(lock->taken_over()->record.size == 4096u);
+}
+
+TEST_CASE("a dotlock that is a symlink is never followed") {
+    TempDir dir;
+    std::string mbox = dir.path + "/bob";
+    std::string target = dir.path + "/target";
+    REQUIRE(::symlink(target.c_str(), (mbox + ".lock").c_str()) == 0);
+    auto lock = DotLock::acquire(mbox, quick(100ms));
+    CHECK_FALSE(lock);
+    CHECK_FALSE(std::filesystem::exists(target));
+}
+
+TEST_CASE("releasing leaves alone a lock that replaced ours") {
+    TempDir dir;
+    std::string mbox = dir.path + "/bob";
+    auto lock = DotLock::acquire(mbox, quick());
+    REQUIRE(lock);
+    // Someone removed ours as stale and took the lock.
+    REQUIRE(::unlink((mbox + ".lock").c_str()) == 0);
+    spit(mbox + ".lock", "1\n");
+    lock->release();
+    CHECK(slurp(mbox + ".lock") == "1\n");
+}

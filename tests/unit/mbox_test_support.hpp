@@ -1,0 +1,78 @@
+// Helpers shared by the mbox writer tests: a temporary folder under /tmp, whole-file
+// reads and writes, a message from text, and a DeliveryInfo for the current user.
+#pragma once
+
+#include <stdlib.h>
+#include <unistd.h>
+
+#include <catch2/catch.hpp>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <string>
+
+#include "mail/mailbox_writer.hpp"
+#include "mail/message.hpp"
+
+namespace mbox_test {
+
+struct TempDir {
+    std::string path;
+    TempDir() {
+        char tmpl[] = "/tmp/mbox-test-XXXXXX";
+        REQUIRE(::mkdtemp(tmpl) != nullptr);
+        path = tmpl;
+    }
+    ~TempDir() { std::filesystem::remove_all(path); }
+    TempDir(const TempDir&) = delete;
+    TempDir& operator=(const TempDir&) = delete;
+};
+
+inline std::string slurp(const std::string& path) {
+    std::ifstream in(path, std::ios::binary);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    return ss.str();
+}
+
+inline void spit(const std::string& path, const std::string& text, bool append = false) {
+    std::ofstream(path, std::ios::binary | (append ? std::ios::app : std::ios::trunc)) << text;
+}
+
+inline mailroom::mail::Message message(std::string_view text) {
+    mailroom::mail::MessageOptions options;
+    options.strip_from_line = false;
+    auto m = mailroom::mail::Message::from_string(text, options);
+    REQUIRE(m);
+    return std::move(*m);
+}
+
+// Thu Mar  5 07:08:09 2026 UTC; tests that check the From_ line set TZ=UTC.
+constexpr std::time_t arrival = 1772694489;
+
+inline mailroom::mail::DeliveryInfo info_for(const std::string& path) {
+    mailroom::mail::DeliveryInfo info;
+    info.sender = "alice@example.org";
+    info.recipient = "bob@example.org";
+    info.path = path;
+    info.uid = ::geteuid();
+    info.gid = ::getegid();
+    info.arrival = arrival;
+    info.locks.timeout = std::chrono::milliseconds(2000);
+    return info;
+}
+
+inline void use_utc() {
+    ::setenv("TZ", "UTC", 1);
+    ::tzset();
+}
+
+// What one delivery of body from alice to bob adds to a mailbox (in UTC).
+inline std::string delivered(const std::string& body) {
+    std::string out = "From alice@example.org Thu Mar  5 07:08:09 2026\n"
+                      "Return-Path: <alice@example.org>\nDelivered-To: bob@example.org\n" + body;
+    if (!body.empty() && body.back() != '\n') out += '\n';
+    return out + "\n";
+}
+
+}  // namespace mbox_test
