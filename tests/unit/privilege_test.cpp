@@ -156,3 +156,20 @@ TEST_CASE("credentials_for takes the uid, primary gid and group list of an accou
     REQUIRE_FALSE(creds->groups.empty());
     CHECK(creds->groups.front() == 0);
 }
+
+TEST_CASE("a revocable switch that fails halfway leaves the identity as it was", "[privilege][root]") {
+    if (!running_as_root()) return;
+    int code = in_child([] {
+        const auto groups_before = groups_now();
+        // More groups than the kernel's NGROUPS_MAX (65536): setgroups fails with EINVAL.
+        Credentials too_many{test_uid, test_gid, std::vector<gid_t>(70000, extra_gid)};
+        auto sw = PrivilegeSwitch::become(too_many, Mode::revocable);
+        if (sw) return 70;
+        if (sw.error().errno_value() != EINVAL) return 71;
+        if (::geteuid() != 0 || groups_now() != groups_before) return 72;
+        auto forever = PrivilegeSwitch::become(too_many, Mode::permanent);
+        if (forever) return 73;
+        return ::geteuid() == 0 ? 0 : 74;  // failed before any id changed
+    });
+    CHECK(code == 0);
+}
