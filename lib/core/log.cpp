@@ -1,0 +1,151 @@
+#include "core/log.hpp"
+
+#include <fcntl.h>
+#include <syslog.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <climits>
+#include <fmt/format.h>
+#include <utility>
+
+namespace mailroom::core {
+namespace {
+
+std::string short_host_name() {
+    char buf[HOST_NAME_MAX + 1] = {};
+    if (::gethostname(buf, sizeof buf - 1) != 0 || buf[0] == '\0') return "localhost";
+    std::string host(buf);
+    return host.substr(0, host.find('.'));  // syslogd drops the domain
+}
+
+UniqueFd open_log_file(const std::string& path) {
+    // 0640 like a syslog file; the umask may narrow it further.
+    return UniqueFd(::open(path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOCTTY, 0640));
+}
+
+// One write(): with O_APPEND the kernel places the whole line at the end at once,
+// so concurrent writers never split each other's lines. A failed or short write
+// is dropped: logging must not fail the caller.
+void write_line(int fd, const std::string& line) {
+    while (::write(fd, line.data(), line.size()) < 0 && errno == EINTR) {
+    }
+}
+
+int syslog_priority(Logger::Severity severity) {
+    switch (severity) {
+        case Logger::Severity::warning: return LOG_WARNING;
+        case Logger::Severity::error: return LOG_ERR;
+        case Logger::Severity::info: break;
+    }
+    return LOG_INFO;
+}
+
+}  // namespace
+
+std::string format_message(Logger::Severity severity, std::string_view text) {
+    std::string message;
+    if (severity == Logger::Severity::warning) message = "warning: ";
+    if (severity == Logger::Severity::error) message = "error: ";
+    if (text.size() > Logger::max_text) text = text.substr(0, Logger::max_text);
+    message.reserve(message.size() + text.size());
+    for (char c : text) {
+        auto u = static_cast<unsigned char>(c);
+        message += (u < 0x20 || u == 0x7f) ? '?' : c;
+    }
+    return message;
+}
+
+std::string format_file_line(std::time_t when, std::string_view host, std::string_view tag,
+                             pid_t pid, std::string_view message) {
+    // Month names spelled here: strftime's %b would follow LC_TIME, syslog's do not.
+    static constexpr const char* months[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
+                                             "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
+    std::tm tm{};
+    ::localtime_r(&when, &tm);
+    return fmt::format("{} {:2d} {:02d}:{:02d}:{:02d} {} {}[{}]: {}\n", months[tm.tm_mon % 12],
+                       tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, host, tag, pid, message);
+}
+
+Logger::Logger(Kind kind, std::string role) : kind_(kind), tag_("mailroom/" + std::move(role)) {}
+
+Result<Logger> Logger::open(std::string role, std::string_view destination) {
+    if (destination == "syslog") return Logger(Kind::syslog, std::move(role));
+    if (destination == "stderr") return to_stderr(std::move(role));
+    if (destination.empty() || destination.front() != '/')
+        return unexpected_errno("log destination \"" + std::string(destination) +
+                                    "\" is not syslog, stderr or an absolute path", EINVAL);
+    Logger logger(Kind::file, std::move(role));
+    logger.path_ = std::string(destination);
+    logger.file_ = open_log_file(logger.path_);
+    if (!logger.file_) return unexpected_errno("open log file " + logger.path_);
+    ::tzset();  // localtime_r need not read TZ by itself
+    logger.host_ = short_host_name();
+    return logger;
+}
+
+Logger Logger::to_stderr(std::string role) { return Logger(Kind::stderr_stream, std::move(role)); }
+
+Logger Logger::capture(std::string role, std::vector<std::string>* sink) {
+    Logger logger(Kind::capture, std::move(role));
+    logger.sink_ = sink;
+    return logger;
+}
+
+Logger::Logger(Logger&& other) noexcept
+    : kind_(std::exchange(other.kind_, Kind::none)),
+      tag_(std::move(other.tag_)),
+      path_(std::move(other.path_)),
+      host_(std::move(other.host_)),
+      file_(std::move(other.file_)),
+      sink_(std::exchange(other.sink_, nullptr)) {}
+
+Logger& Logger::operator=(Logger&& other) noexcept {
+    if (this != &other) {
+        if (kind_ == Kind::syslog) ::closelog();
+        kind_ = std::exchange(other.kind_, Kind::none);
+        tag_ = std::move(other.tag_);
+        path_ = std::move(other.path_);
+        host_ = std::move(other.host_);
+        file_ = std::move(other.file_);
+        sink_ = std::exchange(other.sink_, nullptr);
+    }
+    return *this;
+}
+
+Logger::~Logger() {
+    // closelog() also forgets the ident pointer, which points into tag_.
+    if (kind_ == Kind::syslog) ::closelog();
+}
+
+void Logger::log(Severity severity, std::string_view text) const {
+    std::string message = format_message(severity, text);
+    switch (kind_) {
+        case Kind::none: return;
+        case Kind::syslog:
+            // openlog on every line: it only records the ident (tag_ may have moved
+            // since the last call) and lets two Loggers of different roles coexist.
+            ::openlog(tag_.c_str(), LOG_PID, LOG_MAIL);
+            ::syslog(LOG_MAIL | syslog_priority(severity), "%s", message.c_str());
+            return;
+        case Kind::stderr_stream:
+            write_line(STDERR_FILENO, fmt::format("{}[{}]: {}\n", tag_, ::getpid(), message));
+            return;
+        case Kind::file:
+            if (file_) write_line(file_.get(), format_file_line(std::time(nullptr), host_, tag_, ::getpid(), message));
+            return;
+        case Kind::capture:
+            if (sink_ != nullptr) sink_->push_back(std::move(message));
+            return;
+    }
+}
+
+Result<void> Logger::reopen() {
+    if (kind_ != Kind::file) return {};
+    UniqueFd fresh = open_log_file(path_);
+    if (!fresh) return unexpected_errno("reopen log file " + path_);
+    file_ = std::move(fresh);
+    return {};
+}
+
+}  // namespace mailroom::core
