@@ -124,7 +124,9 @@ int worse(int current, int next) {
 int run(const Options& options) {
     auto config = core::Config::load_for_program(options.config_file);
     if (!config) return fail(EX_CONFIG, config.error().message());
-    core::Logger log("local", config->str("log"));
+    // A log that cannot be opened must not stop delivery: fall back to syslog.
+    auto opened = core::Logger::open("local", config->str("log"));
+    core::Logger log = opened ? std::move(*opened) : std::move(*core::Logger::open("local", "syslog"));
     auto settings = mail::LocalDeliverySettings::from_config(*config);
 
     mail::MessageOptions message_options;

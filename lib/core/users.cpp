@@ -25,9 +25,10 @@ UserInfo to_info(const passwd& pw) {
                     pw.pw_gecos ? pw.pw_gecos : ""};
 }
 
-// Runs one reentrant lookup with a growing buffer. As Postfix's mypwnam_err does,
-// only "returned 0 and no entry" means not found; any error number (ENOENT
-// included: some NSS modules report an unreachable server with it) defers.
+// Runs one reentrant lookup with a growing buffer. "Returned 0 and no entry" means
+// not found, and so do ENOENT and ESRCH, which getpwnam_r(3) lists for "the name
+// was not found" (nss_wrapper and some modules answer so). Every other error
+// number (EIO, EAGAIN, EMFILE: a directory server that cannot be reached) defers.
 template <typename Lookup>
 Result<std::optional<UserInfo>> lookup(Lookup&& call, const std::string& what) {
     std::vector<char> buffer(initial_buffer);
@@ -40,6 +41,7 @@ Result<std::optional<UserInfo>> lookup(Lookup&& call, const std::string& what) {
             buffer.resize(buffer.size() * 2);
             continue;
         }
+        if (err == ENOENT || err == ESRCH) return std::optional<UserInfo>{};
         if (err != 0) return unexpected_errno("look up user " + what, err);
         if (found == nullptr) return std::optional<UserInfo>{};
         return std::optional<UserInfo>{to_info(pw)};

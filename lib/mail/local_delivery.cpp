@@ -1,5 +1,6 @@
 #include "mail/local_delivery.hpp"
 
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -61,7 +62,8 @@ Status switch_and_write(const Message& message, const LocalDelivery& delivery,
                         const LocalDeliverySettings& settings) {
     auto credentials = delivery_credentials(delivery.user, delivery.mailbox);
     if (!credentials) return Status::from_error(credentials.error());
-    auto switched = core::PrivilegeSwitch::become(*credentials, core::PrivilegeSwitch::Mode::permanent);
+    auto switched = core::PrivilegeSwitch::become(*credentials, core::PrivilegeSwitch::Mode::permanent,
+                                                 core::PrivilegeSwitch::RootTarget::allow);
     if (!switched) {
         if (switched.error().errno_value() == EPERM) {
             return Status::perm("5.7.1", "cannot deliver as " + delivery.user.name + ": " + switched.error().message());

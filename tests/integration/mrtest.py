@@ -12,6 +12,7 @@ import shutil
 import subprocess
 import tempfile
 import unittest
+import warnings
 
 BIN = os.environ.get("MAILROOM_BIN") or os.path.join(
     os.path.dirname(__file__), "..", "..", "build", "bin")
@@ -125,4 +126,6 @@ def message(subject="test", body="hello\n", extra_headers=""):
 
 
 def main():
+    # mailbox.mbox keeps its file open until closed; the tests read and drop them.
+    warnings.simplefilter("ignore", ResourceWarning)
     unittest.main(verbosity=2)

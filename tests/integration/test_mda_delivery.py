@@ -11,6 +11,7 @@ HEAD = b"Return-Path: <sender@example.org>\nDelivered-To: %s@test.example\n"
 
 
 class MboxDelivery(mrtest.TestCase):
+    config = {"message_size_limit": "100M"}
     def test_body_is_byte_identical_and_headers_prepended(self):
         text = message(body="line one\n\nline three\n").encode()
         self.assertExit(self.box.mda(["-f", "sender@example.org", "alice"], text), 0)
