@@ -12,7 +12,6 @@ import shutil
 import subprocess
 import tempfile
 import unittest
-import warnings
 
 BIN = os.environ.get("MAILROOM_BIN") or os.path.join(
     os.path.dirname(__file__), "..", "..", "build", "bin")
@@ -39,6 +38,7 @@ class Sandbox:
         os.mkdir(self.home)
         self.log = os.path.join(self.dir, "mailroom.log")
         self.uids = {}
+        self.opened = []
         passwd, group = [], []
         for i, name in enumerate(USERS):
             uid = FIRST_UID + i if IS_ROOT else os.getuid()
@@ -98,12 +98,16 @@ class Sandbox:
         return os.path.join(self.mail, user)
 
     def mbox(self, user):
-        return mailbox.mbox(self.mbox_path(user), create=False)
+        box = mailbox.mbox(self.mbox_path(user), create=False)
+        self.opened.append(box)
+        return box
 
     def maildir(self, path):
         return mailbox.Maildir(path, factory=None, create=False)
 
     def cleanup(self):
+        for box in self.opened:
+            box.close()
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
@@ -126,6 +130,4 @@ def message(subject="test", body="hello\n", extra_headers=""):
 
 
 def main():
-    # mailbox.mbox keeps its file open until closed; the tests read and drop them.
-    warnings.simplefilter("ignore", ResourceWarning)
     unittest.main(verbosity=2)
