@@ -195,7 +195,7 @@ TEST_CASE("Good values of every checked type are accepted") {
     CHECK(parsed("log = stderr").str("log") == "stderr");
 }
 
-TEST_CASE("-C FILE wins, else MAILROOM_CONF when set, else $PREFIX/etc/mailroom/mailroom.conf") {
+TEST_CASE("the configuration file is -C FILE, else MAILROOM_CONF when set, else $PREFIX/etc/mailroom/mailroom.conf") {
     {
         EnvGuard env("MAILROOM_CONF", "/env/mailroom.conf");
         CHECK(Config::choose_path("/c/mailroom.conf") == "/c/mailroom.conf");
