@@ -95,20 +95,55 @@ bool process_is_gone(pid_t pid) {
     return pid > 0 && ::kill(pid, 0) == -1 && errno == ESRCH;
 }
 
+namespace {
+
+// Makes a file holding `record` and links it to `path`, so that PATH.lock never
+// exists without its record: a writer killed between a plain create and its write
+// would leave an empty lock that every delivery must wait out until it is stale.
+// The file is nameless (O_TMPFILE) where the file system allows, else a named
+// temporary beside the lock that is removed at once. Returns the fd of the lock,
+// or an invalid fd with errno EEXIST when PATH.lock is already there.
+Result<UniqueFd> create_lock_file(const std::string& path, const std::string& record) {
+    std::string dir = dir_of(path);
+    UniqueFd fd(::open(dir.c_str(), O_TMPFILE | O_WRONLY | O_CLOEXEC, 0600));
+    std::string temp;
+    if (!fd) {
+        temp = path + "." + std::to_string(::getpid());
+        ::unlink(temp.c_str());  // a leftover of a dead process that had our pid
+        fd.reset(::open(temp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
+        if (!fd) return unexpected_errno("create lock " + temp);
+    }
+    if (auto written = write_all(fd.get(), record, "lock " + path); !written) {
+        if (!temp.empty()) ::unlink(temp.c_str());
+        return unexpected(written.error());
+    }
+    int linked = temp.empty()
+                     ? ::linkat(AT_FDCWD, ("/proc/self/fd/" + std::to_string(fd.get())).c_str(), AT_FDCWD,
+                                path.c_str(), AT_SYMLINK_FOLLOW)
+                     : ::link(temp.c_str(), path.c_str());
+    int saved = errno;
+    if (!temp.empty()) ::unlink(temp.c_str());
+    if (linked != 0) {
+        if (saved == EEXIST) {
+            errno = EEXIST;
+            return UniqueFd();
+        }
+        return unexpected_errno("create lock " + path, saved);
+    }
+    return fd;
+}
+
+}  // namespace
+
 Result<DotLock> DotLock::acquire(const std::string& target_path, const DotLockOptions& options) {
     std::string path = target_path + ".lock";
     LockBackoff backoff(options.timeout);
     std::optional<TakenOverLock> removed;
+    const std::string record = format_lock_record({::getpid(), std::nullopt});
     for (;;) {
-        UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
-        if (fd) {
-            DotLock lock(path, std::move(fd), std::move(removed));
-            auto written = write_all(lock.fd_.get(), format_lock_record({::getpid(), std::nullopt}),
-                                     "lock " + path);
-            if (!written) return unexpected(written.error());  // the destructor unlinks it
-            return lock;
-        }
-        if (errno != EEXIST) return unexpected_errno("create lock " + path);
+        auto created = create_lock_file(path, record);
+        if (!created) return unexpected(created.error());
+        if (created->valid()) return DotLock(path, std::move(*created), std::move(removed));
         // Someone else created a lock after we removed one: what we removed is no
         // longer the state of the mailbox, so forget it.
         removed.reset();

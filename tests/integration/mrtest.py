@@ -3,7 +3,9 @@
 A Sandbox is a temporary folder with a mail spool, a configuration file and
 fake users from nss_wrapper, so no test touches the machine's accounts or
 /var/mail. As root the users have their own uids and mda really switches to
-them; as another user they all share the caller's uid (deliveries to oneself).
+them. As another user, they all share the caller's uid and uid_wrapper makes
+mda believe it runs as root, so its privileged path (a child per user, the
+verified irrevocable switch) still runs.
 """
 import mailbox
 import os
@@ -16,6 +18,7 @@ import unittest
 BIN = os.environ.get("MAILROOM_BIN") or os.path.join(
     os.path.dirname(__file__), "..", "..", "build", "bin")
 NSS_WRAPPER = "/usr/lib/x86_64-linux-gnu/libnss_wrapper.so"
+UID_WRAPPER = "/usr/lib/x86_64-linux-gnu/libuid_wrapper.so"
 IS_ROOT = os.geteuid() == 0
 USERS = ["alice", "bob", "carol", "dave"]
 FIRST_UID = 20001
@@ -79,6 +82,9 @@ class Sandbox:
             "MAILROOM_CONF": self.conf,
             "TMPDIR": self.dir,
         })
+        if not IS_ROOT:
+            env.update({"LD_PRELOAD": f"{UID_WRAPPER} {NSS_WRAPPER}",
+                        "UID_WRAPPER": "1", "UID_WRAPPER_ROOT": "1"})
         env.update(extra)
         return env
 

@@ -188,3 +188,24 @@ TEST_CASE("releasing leaves alone a lock that replaced ours") {
     lock->release();
     CHECK(slurp(mbox + ".lock") == "1\n");
 }
+
+TEST_CASE("a dotlock appears with its record already in it and leaves no temporary file") {
+    TempDir dir;
+    std::string mbox = dir.path + "/bob";
+    // A leftover named temporary of a dead process that had our pid is no obstacle.
+    spit(mbox + ".lock." + std::to_string(::getpid()), "junk");
+    auto lock = DotLock::acquire(mbox, quick());
+    REQUIRE(lock);
+    // Linked into place whole: never an empty PATH.lock that others must wait out.
+    CHECK(slurp(mbox + ".lock") == std::to_string(::getpid()) + "\n");
+    size_t entries = 0;
+    for (const auto& entry : std::filesystem::directory_iterator(dir.path)) {
+        (void)entry;
+        ++entries;
+    }
+    // bob.lock, plus the junk file only when O_TMPFILE was used (then it was never looked at).
+    CHECK(entries <= 2);
+    auto second = DotLock::acquire(mbox, quick(50ms));
+    REQUIRE_FALSE(second);
+    CHECK(second.error().errno_value() == EWOULDBLOCK);
+}
