@@ -15,7 +15,7 @@ deps:
 
 build: deps
 	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-	@cmake --build $(BUILD) -j $(JOBS)
+	@cmake --build $(BUILD) -j $(JOBS) -- --no-print-directory
 
 check: build
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
@@ -24,7 +24,7 @@ check: build
 # The unit tests again under AddressSanitizer and UndefinedBehaviorSanitizer.
 unit-asan: deps
 	@cmake -S . -B $(SAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DMAILROOM_SANITIZE=ON -DMAILROOM_UNIT_ONLY=ON >/dev/null
-	@cmake --build $(SAN_BUILD) -j $(JOBS)
+	@cmake --build $(SAN_BUILD) -j $(JOBS) -- --no-print-directory
 	cd $(SAN_BUILD) && ctest --output-on-failure -j $(JOBS)
 
 demo: build

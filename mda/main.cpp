@@ -26,6 +26,7 @@
 #include <sysexits.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <ctime>
@@ -33,6 +34,8 @@
 #include <optional>
 #include <string>
 #include <vector>
+
+#include <fmt/format.h>
 
 #include "core/config.hpp"
 #include "core/log.hpp"
@@ -147,6 +150,7 @@ int run(const Options& options) {
 
     auto isolation = options.users.size() == 1 ? mail::Isolation::in_process : mail::Isolation::child_process;
     std::time_t arrival = std::time(nullptr);
+    auto started = std::chrono::steady_clock::now();
     int exit_code = EX_OK;
     for (const auto& name : options.users) {
         std::string local = name.substr(0, name.find('@'));
@@ -166,8 +170,9 @@ int run(const Options& options) {
                                      arrival};
         auto status = mail::deliver_local(*message, delivery, settings, isolation);
         std::string orig = options.original_recipient.empty() ? "" : ", orig_to=<" + options.original_recipient + ">";
-        log.info("to=<" + delivery.recipient + ">" + orig + ", relay=local, delay=" +
-                 std::to_string(std::time(nullptr) - arrival) + ", " + status.to_log());
+        std::chrono::duration<double> delay = std::chrono::steady_clock::now() - started;
+        log.info(fmt::format("to=<{}>{}, relay=local, delay={:.2f}, {}", delivery.recipient, orig, delay.count(),
+                             status.to_log()));
         if (!status.is_ok()) {
             exit_code = worse(exit_code, fail(status.to_sysexit(), "cannot deliver to " + parts.user + " (" +
                                                                       status.code() + " " + status.text() + ")"));
