@@ -169,3 +169,26 @@ class MdaErrors(mrtest.TestCase):
 
 if __name__ == "__main__":
     mrtest.main()
+
+
+@unittest.skipUnless(mrtest.IS_ROOT, "needs root to switch to a user without write access to the mail folder")
+class DebianMailFolder(mrtest.TestCase):
+    """Debian's /var/mail is root:mail 2775: users may not write there, the mail group may."""
+
+    def test_a_group_writable_mail_folder_lends_its_group_to_the_delivery(self):
+        mail_gid = 20999
+        with open(self.box.group, "a") as f:
+            f.write(f"mail:x:{mail_gid}:\n")
+        os.chown(self.box.mail, 0, mail_gid)
+        os.chmod(self.box.mail, 0o2775)
+        self.assertExit(self.box.mda(["alice"], message()), 0)
+        st = os.stat(self.box.mbox_path("alice"))
+        self.assertEqual(st.st_uid, self.box.uids["alice"])
+        self.assertEqual(len(self.box.mbox("alice")), 1)
+        self.assertFalse(os.path.exists(self.box.mbox_path("alice") + ".lock"))
+
+    def test_without_the_group_the_user_cannot_create_the_mailbox(self):
+        os.chown(self.box.mail, 0, 0)
+        os.chmod(self.box.mail, 0o755)
+        self.assertExit(self.box.mda(["alice"], message()), 75, r"Permission denied")
+        self.assertFalse(os.path.exists(self.box.mbox_path("alice")))
