@@ -2,9 +2,12 @@
 #   make demo    install dependencies if missing, build, deliver a message, print it back
 #   make check   install dependencies, build with -Werror, run every test (then ASan/UBSan)
 #   make bench   benchmarks side by side with the peers (tests/bench)
+#   make fuzz    libFuzzer targets of tests/fuzz, FUZZ_SECONDS each (default 30)
 JOBS ?= $(shell nproc)
 BUILD ?= build
 SAN_BUILD ?= build-asan
+
+FUZZ_SECONDS ?= 30
 
 .PHONY: all deps build check unit-asan demo bench fuzz clean
 
@@ -33,5 +36,11 @@ demo: build
 bench: build
 	@bash tests/bench/run.sh $(BUILD)/bin
 
+# libFuzzer targets (clang), each run FUZZ_SECONDS from its corpus.
+fuzz: deps
+	@CXX=clang++ cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMAILROOM_FUZZ=ON -DMAILROOM_UNIT_ONLY=ON >/dev/null
+	@cmake --build build-fuzz -j $(JOBS) -- --no-print-directory
+	@bash tests/fuzz/run.sh build-fuzz/bin $(FUZZ_SECONDS)
+
 clean:
-	rm -rf $(BUILD) $(SAN_BUILD) var
+	rm -rf $(BUILD) $(SAN_BUILD) build-fuzz var

@@ -12,9 +12,9 @@ using K = KeyType;
 // Defaults are SPEC section 2 word for word; a change there is a change here and in
 // etc/mailroom.conf (the unit test compares the three).
 constexpr ConfigKey all_keys[] = {
-    {"myhostname", K::string, "", "this host's fully qualified name (default: the system host name)",
+    {"myhostname", K::host_name, "", "this host's fully qualified name (default: the system host name)",
      DefaultKind::host_name},
-    {"mydomain", K::string, "", "domain of this host (default: myhostname minus its first label)",
+    {"mydomain", K::host_name, "", "domain of this host (default: myhostname minus its first label)",
      DefaultKind::host_domain},
     {"mydestination", K::list, "$myhostname, localhost.$mydomain, localhost",
      "domains delivered locally"},
@@ -165,12 +165,33 @@ std::optional<uint64_t> parse_number(std::string_view value) {
     return number_with_unit(value, "", {}, 1);
 }
 
+// Lenient on purpose ('_' allowed, any case): it must accept every system host name,
+// and refuse only what cannot be a name (spaces, '$', '@', empty labels).
+static bool good_host_name(std::string_view v) {
+    if (v.empty() || v.size() > 253) return false;
+    size_t label = 0;
+    for (char c : v) {
+        if (c == '.') {
+            if (label == 0) return false;
+            label = 0;
+            continue;
+        }
+        bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
+                  c == '_';
+        if (!ok || ++label > 63) return false;
+    }
+    return label > 0;
+}
+
 std::optional<std::string_view> check_value(KeyType type, std::string_view v) {
     switch (type) {
         case K::string:
         case K::list:
         case K::listen_list:  // split_list never yields an empty item
             return std::nullopt;
+        case K::host_name:
+            if (good_host_name(v)) return std::nullopt;
+            return "a host name: labels of letters, digits, '-' and '_' separated by dots";
         case K::size:
             if (parse_size(v)) return std::nullopt;
             return "a size: number of bytes with optional K, M or G";

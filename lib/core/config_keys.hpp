@@ -18,6 +18,7 @@ namespace mailroom::core {
 
 enum class KeyType {
     string,            // any text
+    host_name,         // DNS name: dot-separated labels of letters, digits, '-' and '_'
     list,              // items separated by commas and/or white space
     size,              // bytes: number with optional K, M or G (1024-based)
     number,            // plain decimal count

@@ -295,3 +295,17 @@ TEST_CASE("a file named by -C must exist, a missing built-in default means all d
     }
     if (saved) ::setenv("MAILROOM_CONF", saved_value.c_str(), 1);
 }
+
+TEST_CASE("myhostname and mydomain must be host names") {
+    for (const char* bad : {"myhostname = two words", "myhostname = a..b", "myhostname = .a", "myhostname = a.",
+                            "mydomain = x@y", "myhostname = $$host", "myhostname = a,b"}) {
+        auto config = mailroom::core::Config::parse(std::string(bad) + "\n", "main.conf");
+        INFO(bad);
+        REQUIRE_FALSE(config);
+        CHECK_THAT(config.error().message(), Catch::StartsWith("main.conf:1: bad value for 'my"));
+    }
+    for (const char* good : {"myhostname = mx1.example.org", "myhostname = My_Host", "mydomain = example"}) {
+        INFO(good);
+        CHECK(mailroom::core::Config::parse(std::string(good) + "\n", "main.conf"));
+    }
+}
