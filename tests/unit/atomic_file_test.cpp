@@ -1,60 +1,20 @@
 #include "core/atomic_file.hpp"
 
-#include <dirent.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <catch2/catch.hpp>
-#include <cstdlib>
-#include <fstream>
-#include <sstream>
 #include <string>
 #include <vector>
 
+#include "support/test_support.hpp"
+
 using namespace mailroom::core;
-
-namespace {
-
-// A scratch folder removed (with its plain files) at the end of the test.
-struct ScratchDir {
-    std::string path;
-    ScratchDir() {
-        char templ[] = "/tmp/mailroom-atomic-XXXXXX";
-        REQUIRE(::mkdtemp(templ) != nullptr);
-        path = templ;
-    }
-    ~ScratchDir() {
-        for (const auto& name : entries()) {
-            std::string p = path + "/" + name;
-            if (::unlink(p.c_str()) != 0) ::rmdir(p.c_str());
-        }
-        ::rmdir(path.c_str());
-    }
-    std::vector<std::string> entries() const {
-        std::vector<std::string> names;
-        if (DIR* d = ::opendir(path.c_str())) {
-            while (dirent* e = ::readdir(d)) {
-                std::string n = e->d_name;
-                if (n != "." && n != "..") names.push_back(n);
-            }
-            ::closedir(d);
-        }
-        return names;
-    }
-};
-
-std::string slurp(const std::string& path) {
-    std::ifstream in(path, std::ios::binary);
-    std::ostringstream out;
-    out << in.rdbuf();
-    return out.str();
-}
-
-}  // namespace
+using namespace mailroom::test;
 
 TEST_CASE("write_file_atomically creates the file with the content and the exact mode", "[atomic_file]") {
-    ScratchDir dir;
+    TempDir dir;
     std::string path = dir.path + "/aliases.cdb";
     mode_t old_umask = ::umask(077);
     auto r = write_file_atomically(path, "hello\n", 0644);
@@ -64,20 +24,20 @@ TEST_CASE("write_file_atomically creates the file with the content and the exact
     struct stat st {};
     REQUIRE(::stat(path.c_str(), &st) == 0);
     CHECK((st.st_mode & 07777) == 0644);
-    CHECK(dir.entries() == std::vector<std::string>{"aliases.cdb"});
+    CHECK(names_in(dir.path) == std::vector<std::string>{"aliases.cdb"});
 }
 
 TEST_CASE("write_file_atomically replaces an existing file whole", "[atomic_file]") {
-    ScratchDir dir;
+    TempDir dir;
     std::string path = dir.path + "/state";
     REQUIRE(write_file_atomically(path, "old content that is longer", 0600));
     REQUIRE(write_file_atomically(path, "new", 0600));
     CHECK(slurp(path) == "new");
-    CHECK(dir.entries().size() == 1);
+    CHECK(names_in(dir.path).size() == 1);
 }
 
 TEST_CASE("a failed rename leaves no temp file and the target untouched", "[atomic_file]") {
-    ScratchDir dir;
+    TempDir dir;
     std::string path = dir.path + "/occupied";
     REQUIRE(::mkdir(path.c_str(), 0700) == 0);
     std::string inside = path + "/x";
@@ -85,8 +45,7 @@ TEST_CASE("a failed rename leaves no temp file and the target untouched", "[atom
     auto r = write_file_atomically(path, "data", 0600);
     REQUIRE_FALSE(r);
     CHECK(r.error().message().find("rename") != std::string::npos);
-    CHECK(dir.entries() == std::vector<std::string>{"occupied"});
-    ::unlink(inside.c_str());
+    CHECK(names_in(dir.path) == std::vector<std::string>{"occupied"});
 }
 
 TEST_CASE("a folder that does not exist is an error naming the temp file", "[atomic_file]") {
@@ -97,20 +56,20 @@ TEST_CASE("a folder that does not exist is an error naming the temp file", "[ato
 }
 
 TEST_CASE("an uncommitted TempFile removes its file", "[atomic_file]") {
-    ScratchDir dir;
+    TempDir dir;
     std::string path = dir.path + "/target";
     {
         auto tmp = TempFile::create_for(path, 0600);
         REQUIRE(tmp);
         REQUIRE(tmp->write("partial"));
         CHECK(tmp->path().rfind(dir.path + "/.target.tmp.", 0) == 0);
-        CHECK(dir.entries().size() == 1);
+        CHECK(names_in(dir.path).size() == 1);
     }
-    CHECK(dir.entries().empty());
+    CHECK(names_in(dir.path).empty());
 }
 
 TEST_CASE("a moved TempFile is removed once, by its new owner", "[atomic_file]") {
-    ScratchDir dir;
+    TempDir dir;
     auto tmp = TempFile::create_for(dir.path + "/target", 0600);
     REQUIRE(tmp);
     TempFile owner = std::move(*tmp);
@@ -123,7 +82,7 @@ TEST_CASE("a moved TempFile is removed once, by its new owner", "[atomic_file]")
 }
 
 TEST_CASE("two temp files for one target get different names", "[atomic_file]") {
-    ScratchDir dir;
+    TempDir dir;
     auto a = TempFile::create_for(dir.path + "/t", 0600);
     auto b = TempFile::create_for(dir.path + "/t", 0600);
     REQUIRE(a);
@@ -132,7 +91,7 @@ TEST_CASE("two temp files for one target get different names", "[atomic_file]") 
 }
 
 TEST_CASE("a crash before the rename leaves the old file whole", "[atomic_file]") {
-    ScratchDir dir;
+    TempDir dir;
     std::string path = dir.path + "/db";
     REQUIRE(write_file_atomically(path, "old", 0600));
     pid_t pid = ::fork();

@@ -1,44 +1,19 @@
 // SPEC section 2 (mailroom.conf), the syntax: lines, comments, continuations,
 // expansion, unknown keys, and input that is not a configuration file at all.
-#include <unistd.h>
-
 #include <catch2/catch.hpp>
-#include <filesystem>
-#include <fstream>
 #include <random>
 #include <string>
 
 #include "core/config.hpp"
 #include "core/config_keys.hpp"
+#include "support/test_support.hpp"
 #include "unit/config_test_helpers.hpp"
 
 using config_test::error_of;
 using config_test::parsed;
 using mailroom::core::Config;
+using namespace mailroom::test;
 using namespace std::chrono_literals;
-
-namespace {
-
-// A fresh folder removed with its files at the end of the test.
-struct TempDir {
-    std::string path;
-    TempDir() {
-        char tmpl[] = "/tmp/config_test.XXXXXX";
-        REQUIRE(::mkdtemp(tmpl) != nullptr);
-        path = tmpl;
-    }
-    ~TempDir() {
-        std::error_code ignored;
-        std::filesystem::remove_all(path, ignored);
-    }
-    std::string write(const std::string& name, std::string_view text) const {
-        std::string file = path + "/" + name;
-        std::ofstream(file, std::ios::binary) << text;
-        return file;
-    }
-};
-
-}  // namespace
 
 TEST_CASE("Lines key = value; # starts a comment line; blank lines are ignored") {
     auto c = parsed("# a comment\n"

@@ -7,15 +7,14 @@
 #include <algorithm>
 #include <catch2/catch.hpp>
 #include <cstdlib>
-#include <fstream>
 #include <optional>
 #include <regex>
 #include <set>
-#include <sstream>
 #include <string>
 
 #include "core/config.hpp"
 #include "core/config_keys.hpp"
+#include "support/test_support.hpp"
 #include "unit/config_test_helpers.hpp"
 
 using config_test::error_of;
@@ -23,6 +22,7 @@ using config_test::parsed;
 using mailroom::core::Config;
 using mailroom::core::config_keys;
 using mailroom::core::DefaultKind;
+using namespace mailroom::test;
 using namespace std::chrono_literals;
 
 namespace {
@@ -41,13 +41,6 @@ struct EnvGuard {
         else ::unsetenv(name.c_str());
     }
 };
-
-std::string read_file(const std::string& path) {
-    std::ifstream in(path, std::ios::binary);
-    std::stringstream s;
-    s << in.rdbuf();
-    return s.str();
-}
 
 }  // namespace
 
@@ -212,11 +205,9 @@ TEST_CASE("the configuration file is -C FILE, else MAILROOM_CONF when set, else 
 }
 
 TEST_CASE("etc/mailroom.conf lists every key, commented out at its default under its doc, and nothing else") {
-    std::string text = read_file(MAILROOM_SOURCE_DIR "/etc/mailroom.conf");
+    std::string text = slurp(MAILROOM_SOURCE_DIR "/etc/mailroom.conf");
     REQUIRE(!text.empty());
-    std::vector<std::string> lines;
-    std::istringstream in(text);
-    for (std::string l; std::getline(in, l);) lines.push_back(l);
+    const std::vector<std::string> lines = lines_of(text);
 
     const std::regex key_line(R"(^# ?([A-Za-z0-9_]+) *=.*$)");
     std::set<std::string> seen;
@@ -244,9 +235,8 @@ TEST_CASE("etc/mailroom.conf as shipped gives the defaults, and its values are a
     CHECK(shipped->dump(false).empty());
 
     std::string uncommented;
-    std::istringstream in(read_file(MAILROOM_SOURCE_DIR "/etc/mailroom.conf"));
     const std::regex key_line(R"(^# ([a-z_]+ =.*)$)");
-    for (std::string l; std::getline(in, l);) {
+    for (const std::string& l : lines_of(slurp(MAILROOM_SOURCE_DIR "/etc/mailroom.conf"))) {
         std::smatch m;
         if (std::regex_match(l, m, key_line)) uncommented += m[1].str() + "\n";
     }
@@ -280,20 +270,16 @@ TEST_CASE("mta -n prints the keys that differ from the defaults, mta -N every ke
     CHECK(again.str("mail_spool_dir") == "/var/spool/mailroom/boxes");
 }
 
-
 TEST_CASE("a file named by -C must exist, a missing built-in default means all defaults") {
     auto missing = mailroom::core::Config::load_for_program("/nonexistent/mailroom.conf");
     REQUIRE_FALSE(missing);
     CHECK_THAT(missing.error().message(), Catch::Contains("/nonexistent/mailroom.conf"));
-    const char* saved = std::getenv("MAILROOM_CONF");
-    std::string saved_value = saved ? saved : "";
-    ::unsetenv("MAILROOM_CONF");
+    EnvGuard env("MAILROOM_CONF", nullptr);
     if (::access(MAILROOM_SYSCONFDIR "/mailroom.conf", F_OK) != 0) {
         auto fallback = mailroom::core::Config::load_for_program("");
         REQUIRE(fallback);
         CHECK(fallback->str("mailbox_format") == "mbox");
     }
-    if (saved) ::setenv("MAILROOM_CONF", saved_value.c_str(), 1);
 }
 
 TEST_CASE("myhostname and mydomain must be host names") {

@@ -1,63 +1,23 @@
-#include <fcntl.h>
-#include <stdlib.h>
 #include <sys/stat.h>
-#include <sys/time.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <catch2/catch.hpp>
 #include <chrono>
 #include <filesystem>
-#include <fstream>
-#include <sstream>
 #include <string>
 
 #include "core/dot_lock.hpp"
+#include "support/test_support.hpp"
 
 using mailroom::core::DotLock;
 using mailroom::core::DotLockOptions;
 using mailroom::core::format_lock_record;
 using mailroom::core::parse_lock_record;
 using mailroom::core::process_is_gone;
+using namespace mailroom::test;
 using namespace std::chrono_literals;
 
 namespace {
-
-struct TempDir {
-    std::string path;
-    TempDir() {
-        char tmpl[] = "/tmp/dot-lock-test-XXXXXX";
-        REQUIRE(::mkdtemp(tmpl) != nullptr);
-        path = tmpl;
-    }
-    ~TempDir() { std::filesystem::remove_all(path); }
-};
-
-std::string slurp(const std::string& path) {
-    std::ifstream in(path, std::ios::binary);
-    std::stringstream ss;
-    ss << in.rdbuf();
-    return ss.str();
-}
-
-void spit(const std::string& path, const std::string& text) {
-    std::ofstream(path, std::ios::binary) << text;
-}
-
-void age(const std::string& path, std::chrono::seconds by) {
-    struct timeval tv[2] {};
-    tv[0].tv_sec = tv[1].tv_sec = ::time(nullptr) - by.count();
-    REQUIRE(::utimes(path.c_str(), tv) == 0);
-}
-
-// The pid of a child that has exited and been reaped: a dead writer.
-pid_t dead_pid() {
-    pid_t pid = ::fork();
-    REQUIRE(pid >= 0);
-    if (pid == 0) ::_exit(0);
-    REQUIRE(::waitpid(pid, nullptr, 0) == pid);
-    return pid;
-}
 
 DotLockOptions quick(std::chrono::milliseconds timeout = 300ms) { return {timeout, 300s}; }
 
@@ -110,7 +70,7 @@ TEST_CASE("a live writer's fresh dotlock is waited for and times out with EWOULD
     spit(mbox + ".lock", std::to_string(::getpid()) + " 10\n");
     auto start = std::chrono::steady_clock::now();
     auto lock = DotLock::acquire(mbox, quick(300ms));
-    double took = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    double took = seconds_since(start);
     REQUIRE_FALSE(lock);
     CHECK(lock.error().errno_value() == EWOULDBLOCK);
     CHECK(took >= 0.29);
@@ -198,11 +158,7 @@ TEST_CASE("a dotlock appears with its record already in it and leaves no tempora
     REQUIRE(lock);
     // Linked into place whole: never an empty PATH.lock that others must wait out.
     CHECK(slurp(mbox + ".lock") == std::to_string(::getpid()) + "\n");
-    size_t entries = 0;
-    for (const auto& entry : std::filesystem::directory_iterator(dir.path)) {
-        (void)entry;
-        ++entries;
-    }
+    size_t entries = names_in(dir.path).size();
     // bob.lock, plus the junk file only when O_TMPFILE was used (then it was never looked at).
     CHECK(entries <= 2);
     auto second = DotLock::acquire(mbox, quick(50ms));

@@ -1,61 +1,32 @@
 #include <fcntl.h>
 #include <signal.h>
-#include <stdlib.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <catch2/catch.hpp>
 #include <chrono>
-#include <filesystem>
 #include <string>
 
 #include "core/file_lock.hpp"
 #include "core/unique_fd.hpp"
+#include "support/test_support.hpp"
 
 using mailroom::core::FileLock;
 using mailroom::core::UniqueFd;
+using namespace mailroom::test;
 using namespace std::chrono_literals;
 
 namespace {
 
+// An empty file, mode 0600, in a fresh folder.
 struct TempFile {
-    std::string dir;
-    std::string path;
+    TempDir dir;
+    std::string path = dir.path + "/mbox";
     TempFile() {
-        char tmpl[] = "/tmp/file-lock-test-XXXXXX";
-        REQUIRE(::mkdtemp(tmpl) != nullptr);
-        dir = tmpl;
-        path = dir + "/mbox";
         UniqueFd fd(::open(path.c_str(), O_RDWR | O_CREAT, 0600));
         REQUIRE(fd);
     }
-    ~TempFile() { std::filesystem::remove_all(dir); }
 };
-
-// A child that locks path, says so on the pipe, and holds the lock for hold (or until
-// killed). Returns its pid once the lock is held.
-pid_t hold_lock_in_child(const std::string& path, std::chrono::milliseconds hold) {
-    int ready[2];
-    REQUIRE(::pipe(ready) == 0);
-    pid_t pid = ::fork();
-    REQUIRE(pid >= 0);
-    if (pid == 0) {
-        ::close(ready[0]);
-        int fd = ::open(path.c_str(), O_RDWR);
-        struct flock fl {};
-        fl.l_type = F_WRLCK;
-        fl.l_whence = SEEK_SET;
-        if (fd < 0 || ::fcntl(fd, F_SETLK, &fl) != 0) ::_exit(1);
-        (void)!::write(ready[1], "x", 1);
-        ::usleep(static_cast<useconds_t>(hold.count() * 1000));
-        ::_exit(0);
-    }
-    ::close(ready[1]);
-    char c = 0;
-    REQUIRE(::read(ready[0], &c, 1) == 1);
-    ::close(ready[0]);
-    return pid;
-}
 
 // In a child: can another process lock the file now?
 bool another_process_can_lock(const std::string& path) {
@@ -71,10 +42,6 @@ bool another_process_can_lock(const std::string& path) {
     int status = 0;
     REQUIRE(::waitpid(pid, &status, 0) == pid);
     return WIFEXITED(status) && WEXITSTATUS(status) == 0;
-}
-
-double seconds_since(std::chrono::steady_clock::time_point start) {
-    return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 }
 
 }  // namespace

@@ -6,44 +6,21 @@
 
 #include <catch2/catch.hpp>
 #include <cctype>
-#include <cstdlib>
-#include <fstream>
-#include <sstream>
+#include <ctime>
 #include <string>
 #include <vector>
 
+#include "support/test_support.hpp"
+
 using namespace mailroom::core;
+using namespace mailroom::test;
 
 namespace {
 
-std::string slurp(const std::string& path) {
-    std::ifstream in(path, std::ios::binary);
-    std::ostringstream out;
-    out << in.rdbuf();
-    return out.str();
-}
-
-std::vector<std::string> lines_of(const std::string& text) {
-    std::vector<std::string> lines;
-    std::istringstream in(text);
-    for (std::string line; std::getline(in, line);) lines.push_back(line);
-    return lines;
-}
-
-// A log file path in a fresh folder, both removed at the end of the test.
+// A log file path in a fresh folder, removed at the end of the test.
 struct ScratchLog {
-    std::string dir, path;
-    ScratchLog() {
-        char templ[] = "/tmp/mailroom-log-XXXXXX";
-        REQUIRE(::mkdtemp(templ) != nullptr);
-        dir = templ;
-        path = dir + "/maillog";
-    }
-    ~ScratchLog() {
-        ::unlink(path.c_str());
-        ::unlink((path + ".1").c_str());
-        ::rmdir(dir.c_str());
-    }
+    TempDir dir;
+    std::string path = dir.path + "/maillog";
 };
 
 // "Nov 21 20:23:34 " (no std::regex: GCC 12's sanitizer builds warn inside it).
@@ -108,7 +85,7 @@ TEST_CASE("the file layout is a syslog timestamp, host and mailroom/ROLE[PID]", 
 TEST_CASE("log = FILE appends one line per event in the syslog layout", "[log]") {
     ScratchLog scratch;
     {
-        std::ofstream(scratch.path) << "earlier line\n";
+        spit(scratch.path, "earlier line\n");
         auto log = Logger::open("pickup", scratch.path);
         REQUIRE(log);
         log->info("ABC: uid=1000 from=<alice>");

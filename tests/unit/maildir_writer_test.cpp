@@ -1,44 +1,28 @@
-#include <fcntl.h>
 #include <signal.h>
-#include <stdlib.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
-#include <sys/time.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <catch2/catch.hpp>
-#include <filesystem>
-#include <fstream>
+#include <chrono>
 #include <set>
-#include <sstream>
 #include <string>
 #include <vector>
 
 #include "mail/maildir_writer.hpp"
+#include "support/test_support.hpp"
 
 using mailroom::mail::DeliveryInfo;
 using mailroom::mail::MaildirWriter;
 using mailroom::mail::Message;
 using mailroom::mail::MessageOptions;
 using mailroom::mail::Status;
+using namespace mailroom::test;
+using namespace std::chrono_literals;
 
 namespace {
-
-// A fresh folder under /tmp, removed with everything in it at the end of the test.
-struct TempDir {
-    std::string path;
-    TempDir() {
-        char templ[] = "/tmp/mailroom-maildir-XXXXXX";
-        REQUIRE(::mkdtemp(templ) != nullptr);
-        path = templ;
-    }
-    ~TempDir() {
-        std::error_code ignored;
-        std::filesystem::remove_all(path, ignored);
-    }
-};
 
 DeliveryInfo info_for(const std::string& path) {
     DeliveryInfo info;
@@ -59,32 +43,10 @@ Message message_of(std::string_view text, size_t memory_limit = 256 * 1024) {
     return std::move(*message);
 }
 
-std::string slurp(const std::string& path) {
-    std::ifstream in(path, std::ios::binary);
-    std::ostringstream out;
-    out << in.rdbuf();
-    return out.str();
-}
-
-std::vector<std::string> names_in(const std::string& dir) {
-    std::vector<std::string> names;
-    std::error_code ec;
-    for (const auto& entry : std::filesystem::directory_iterator(dir, ec))
-        names.push_back(entry.path().filename().string());
-    return names;
-}
-
 mode_t mode_of(const std::string& path) {
     struct stat st;
     REQUIRE(::lstat(path.c_str(), &st) == 0);
     return st.st_mode;
-}
-
-void set_age(const std::string& path, time_t seconds_ago) {
-    struct timeval times[2];
-    times[0].tv_sec = times[1].tv_sec = ::time(nullptr) - seconds_ago;
-    times[0].tv_usec = times[1].tv_usec = 0;
-    REQUIRE(::lutimes(path.c_str(), times) == 0);
 }
 
 // Parses "TIME.M<usec>P<pid>Q<n>.HOST,S=SIZE" by hand (std::regex is heavy to compile).
@@ -212,14 +174,14 @@ TEST_CASE("Maildir: a tmp/ leftover older than 36 hours is removed, a fresh one 
     const auto info = info_for(dir.path + "/Maildir");
     REQUIRE(MaildirWriter().deliver(message_of(sample), info).is_ok());
     const std::string tmp = info.path + "/tmp/";
-    std::ofstream(tmp + "old") << "x";
-    std::ofstream(tmp + "fresh") << "x";
-    std::ofstream(dir.path + "/outside") << "x";
+    spit(tmp + "old", "x");
+    spit(tmp + "fresh", "x");
+    spit(dir.path + "/outside", "x");
     REQUIRE(::symlink((dir.path + "/outside").c_str(), (tmp + "oldlink").c_str()) == 0);
-    set_age(tmp + "old", 37 * 3600);
-    set_age(tmp + "fresh", 35 * 3600);
-    set_age(tmp + "oldlink", 37 * 3600);
-    set_age(dir.path + "/outside", 37 * 3600);
+    age(tmp + "old", 37h);
+    age(tmp + "fresh", 35h);
+    age(tmp + "oldlink", 37h);
+    age(dir.path + "/outside", 37h);
 
     REQUIRE(MaildirWriter().deliver(message_of(sample), info).is_ok());
     auto left = names_in(tmp);

@@ -1,35 +1,29 @@
 // Locking and crash repair of MboxWriter: lock timeouts, stale and dead dotlocks, and
 // writers that die (SIGXFSZ under RLIMIT_FSIZE) or fail (EFBIG) in the middle of an append.
-#include <fcntl.h>
 #include <signal.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
-#include <sys/time.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <catch2/catch.hpp>
 #include <chrono>
+#include <filesystem>
 #include <string>
+#include <vector>
 
 #include "mail/mbox_writer.hpp"
+#include "support/test_support.hpp"
 #include "unit/mbox_test_support.hpp"
 
 using mailroom::mail::DeliveryInfo;
 using mailroom::mail::LockKind;
 using mailroom::mail::MboxWriter;
+using namespace mailroom::test;
 using namespace mbox_test;
 using namespace std::chrono_literals;
 
 namespace {
-
-pid_t dead_pid() {
-    pid_t pid = ::fork();
-    REQUIRE(pid >= 0);
-    if (pid == 0) ::_exit(0);
-    REQUIRE(::waitpid(pid, nullptr, 0) == pid);
-    return pid;
-}
 
 DeliveryInfo with_locks(const std::string& path, std::vector<LockKind> order,
                         std::chrono::milliseconds timeout = 2000ms) {
@@ -74,27 +68,10 @@ TEST_CASE("a mailbox fcntl-locked by another process defers 4.2.0 after the lock
     std::string path = dir.path + "/bob";
     spit(path, "");
     REQUIRE(::chmod(path.c_str(), 0600) == 0);
-    int ready[2];
-    REQUIRE(::pipe(ready) == 0);
-    pid_t holder = ::fork();
-    REQUIRE(holder >= 0);
-    if (holder == 0) {
-        int fd = ::open(path.c_str(), O_RDWR);
-        struct flock fl {};
-        fl.l_type = F_WRLCK;
-        fl.l_whence = SEEK_SET;
-        if (fd < 0 || ::fcntl(fd, F_SETLK, &fl) != 0) ::_exit(1);
-        (void)!::write(ready[1], "x", 1);
-        ::sleep(30);
-        ::_exit(0);
-    }
-    char c;
-    REQUIRE(::read(ready[0], &c, 1) == 1);
-    ::close(ready[0]);
-    ::close(ready[1]);
+    pid_t holder = hold_lock_in_child(path, 30s);
     auto start = std::chrono::steady_clock::now();
     auto status = MboxWriter().deliver(message("hi\n"), with_locks(path, {LockKind::fcntl, LockKind::dotlock}, 300ms));
-    double took = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    double took = seconds_since(start);
     ::kill(holder, SIGKILL);
     ::waitpid(holder, nullptr, 0);
     CHECK(status.code() == "4.2.0");
@@ -122,9 +99,7 @@ TEST_CASE("a stale dotlock older than 5 minutes is removed and the delivery goes
     TempDir dir;
     std::string path = dir.path + "/bob";
     spit(path + ".lock", "");  // foreign lock, no record
-    struct timeval tv[2] {};
-    tv[0].tv_sec = tv[1].tv_sec = ::time(nullptr) - 360;
-    REQUIRE(::utimes((path + ".lock").c_str(), tv) == 0);
+    age(path + ".lock", 6min);
     auto status = MboxWriter().deliver(message("hi\n"), with_locks(path, {LockKind::fcntl, LockKind::dotlock}));
     CHECK(status.is_ok());
     CHECK_FALSE(std::filesystem::exists(path + ".lock"));

@@ -1,43 +1,21 @@
-// Helpers shared by the mbox writer tests: a temporary folder under /tmp, whole-file
-// reads and writes, a message from text, and a DeliveryInfo for the current user.
+// Helpers shared by the mbox writer tests: a message from text, a DeliveryInfo for the
+// current user, and what one delivery adds to a mailbox. The general ones (TempDir,
+// slurp, spit) are in support/test_support.hpp.
 #pragma once
 
 #include <stdlib.h>
 #include <unistd.h>
 
 #include <catch2/catch.hpp>
-#include <filesystem>
-#include <fstream>
-#include <sstream>
+#include <chrono>
+#include <ctime>
 #include <string>
+#include <string_view>
 
 #include "mail/mailbox_writer.hpp"
 #include "mail/message.hpp"
 
 namespace mbox_test {
-
-struct TempDir {
-    std::string path;
-    TempDir() {
-        char tmpl[] = "/tmp/mbox-test-XXXXXX";
-        REQUIRE(::mkdtemp(tmpl) != nullptr);
-        path = tmpl;
-    }
-    ~TempDir() { std::filesystem::remove_all(path); }
-    TempDir(const TempDir&) = delete;
-    TempDir& operator=(const TempDir&) = delete;
-};
-
-inline std::string slurp(const std::string& path) {
-    std::ifstream in(path, std::ios::binary);
-    std::stringstream ss;
-    ss << in.rdbuf();
-    return ss.str();
-}
-
-inline void spit(const std::string& path, const std::string& text, bool append = false) {
-    std::ofstream(path, std::ios::binary | (append ? std::ios::app : std::ios::trunc)) << text;
-}
 
 inline mailroom::mail::Message message(std::string_view text) {
     mailroom::mail::MessageOptions options;

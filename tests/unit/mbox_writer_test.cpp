@@ -3,14 +3,17 @@
 #include <unistd.h>
 
 #include <catch2/catch.hpp>
+#include <filesystem>
 #include <string>
 
 #include "mail/mbox_writer.hpp"
+#include "support/test_support.hpp"
 #include "unit/mbox_test_support.hpp"
 
 using mailroom::mail::mbox_from_line;
 using mailroom::mail::MboxEscaper;
 using mailroom::mail::MboxWriter;
+using namespace mailroom::test;
 using namespace mbox_test;
 
 namespace {

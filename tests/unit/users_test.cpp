@@ -5,10 +5,12 @@
 
 #include <catch2/catch.hpp>
 #include <cstdlib>
-#include <fstream>
 #include <string>
 
+#include "support/test_support.hpp"
+
 using namespace mailroom::core;
+using namespace mailroom::test;
 
 TEST_CASE("root is found by name and by uid", "[users]") {
     NssUserDb db;
@@ -103,13 +105,10 @@ TEST_CASE("a fake account under nss_wrapper is found with its groups", "[users]"
         WARN("libnss_wrapper.so not installed: skipped");
         return;
     }
-    char dir_templ[] = "/tmp/mailroom-nss-XXXXXX";
-    REQUIRE(::mkdtemp(dir_templ) != nullptr);
-    std::string dir = dir_templ;
-    std::string passwd = dir + "/passwd", group = dir + "/group";
-    std::ofstream(passwd) << "root:x:0:0:root:/root:/bin/sh\n"
-                             "fakeuser:x:4242:4242:Fake &,Room 1:/home/fakeuser:/bin/sh\n";
-    std::ofstream(group) << "root:x:0:\nfakeuser:x:4242:\nmailgrp:x:5000:fakeuser\n";
+    TempDir dir;
+    std::string passwd = dir.write("passwd", "root:x:0:0:root:/root:/bin/sh\n"
+                                             "fakeuser:x:4242:4242:Fake &,Room 1:/home/fakeuser:/bin/sh\n");
+    std::string group = dir.write("group", "root:x:0:\nfakeuser:x:4242:\nmailgrp:x:5000:fakeuser\n");
 
     pid_t pid = ::fork();
     REQUIRE(pid >= 0);
@@ -131,9 +130,6 @@ TEST_CASE("a fake account under nss_wrapper is found with its groups", "[users]"
     }
     int status = 0;
     REQUIRE(::waitpid(pid, &status, 0) == pid);
-    ::unlink(passwd.c_str());
-    ::unlink(group.c_str());
-    ::rmdir(dir.c_str());
     REQUIRE(WIFEXITED(status));
     CHECK(WEXITSTATUS(status) == 0);
 }
