@@ -314,6 +314,7 @@ verdict_rate() { awk -v r="$1" 'BEGIN { print (r >= 2.0) ? "yes" : "NO" }'; }
   echo "driver: $python $driver (posix_spawn + waitpid); its floor with /bin/true: $floor_rate starts/s"
   echo
   echo "Throughput (messages/s, median of $RUNS)"
+  paired_notes=()
   printf '%-9s %14s %14s %9s %12s\n' format "mailroom mda" "dovecot-lda" ratio "≥ 2.0x?"
   for f in mbox maildir; do
     label=$f; [[ $f == maildir ]] && label=Maildir
@@ -322,10 +323,16 @@ verdict_rate() { awk -v r="$1" 'BEGIN { print (r >= 2.0) ? "yes" : "NO" }'; }
     if [[ $mr != FAILED && $dr != FAILED && $mr != - && $dr != - ]]; then
       ratio=$(awk -v a="$mr" -v b="$dr" 'BEGIN { printf "%.2f", a / b }')
       printf '%-9s %14s %14s %8sx %12s\n' "$label" "$mr" "$dr" "$ratio" "$(verdict_rate "$ratio")"
+      # Ratio of each interleaved pair (same run number), robust to slow drift.
+      pairs=$(awk -v m="${rates[mailroom.$f]:-}" -v d="${rates[dovecot.$f]:-}" 'BEGIN {
+        n = split(m, a, " "); k = split(d, b, " "); if (k < n) n = k
+        for (i = 1; i <= n; i++) printf "%.2f ", a[i] / b[i] }')
+      paired_notes+=("  $label: mailroom/dovecot-lda per interleaved run pair: ${pairs:-none}(median $(echo "$pairs" | median))")
     else
       printf '%-9s %14s %14s %9s %12s\n' "$label" "$mr" "$dr" "-" "no result"
     fi
   done
+  for note in "${paired_notes[@]}"; do echo "$note"; done
   for f in mbox maildir; do
     for p in mailroom dovecot; do
       if [[ -n ${failed[$p.$f]:-} ]]; then
