@@ -198,10 +198,11 @@ count_box() {
 declare -A rates     # [program.format] = "r1 r2 r3"
 declare -A failed    # [program.format] = reason
 declare -A skipped   # [program.format] = runs skipped for the deadline
+declare -A cpums     # [program.format] = "cpu-ms-per-message per run"
 declare -A last_secs # [program.format] = whole seconds the last run took
 # measure PROGRAM FORMAT: one timed loop of N deliveries into an empty mailbox.
 measure() {
-  local p=$1 f=$2 res rc=0 n secs got t
+  local p=$1 f=$2 res rc=0 n secs cpu got t
   [[ -n ${failed[$p.$f]:-} ]] && return 0
   # Skip (not fail) a run that cannot finish before the deadline: too little time
   # left, judging by this program's previous run, or cut short by the deadline.
@@ -223,7 +224,7 @@ measure() {
     echo "  $p $f: ${failed[$p.$f]}" >&2
     return 0
   fi
-  read -r n secs <<<"$res"
+  read -r n secs cpu <<<"$res"
   last_secs[$p.$f]=$(( ${secs%.*} + 1 ))
   got=$(count_box "$p" "$f")
   if [[ $got -ne $N ]]; then
@@ -234,6 +235,7 @@ measure() {
   local rate
   rate=$(awk -v n="$n" -v s="$secs" 'BEGIN { printf "%.1f", n / s }')
   rates[$p.$f]="${rates[$p.$f]:-}$rate "
+  cpums[$p.$f]="${cpums[$p.$f]:-}$(awk -v n="$n" -v c="$cpu" 'BEGIN { printf "%.2f", 1000 * c / n }') "
   printf '  %-8s %-7s run: %6.2f s  %7s msg/s\n' "$p" "$f" "$secs" "$rate" >&2
 }
 
@@ -277,7 +279,8 @@ done
 reset_boxes
 t=$(budget 120) || die "deadline reached before the first measurement"
 floor=$(as_nobody timeout "$t" "$python" "$driver" "$N" "$work/msg-4k" -- /bin/true)
-floor_rate=$(awk -v n="${floor% *}" -v s="${floor#* }" 'BEGIN { printf "%.0f", n / s }')
+read -r floor_n floor_s _ <<<"$floor"
+floor_rate=$(awk -v n="$floor_n" -v s="$floor_s" 'BEGIN { printf "%.0f", n / s }')
 echo "  driver floor (/bin/true): $floor_rate starts/s" >&2
 
 # Warm-up (page cache, dynamic loader): 50 deliveries each, not counted.
@@ -311,7 +314,7 @@ verdict_rate() { awk -v r="$1" 'BEGIN { print (r >= 2.0) ? "yes" : "NO" }'; }
   echo "mda: $mda   (always fsyncs)"
   echo "dovecot-lda: $(dovecot --version | cut -d' ' -f1), mail_fsync = $fsync_setting, config from a private master's socket"
   echo "messages: $N x 4096 bytes per run; $RUNS runs each, interleaved; median shown"
-  echo "driver: $python $driver (posix_spawn + waitpid); its floor with /bin/true: $floor_rate starts/s"
+  echo "driver: $python $driver (posix_spawn + wait4); its floor with /bin/true: $floor_rate starts/s"
   echo
   echo "Throughput (messages/s, median of $RUNS)"
   paired_notes=()
@@ -333,6 +336,12 @@ verdict_rate() { awk -v r="$1" 'BEGIN { print (r >= 2.0) ? "yes" : "NO" }'; }
     fi
   done
   for note in "${paired_notes[@]}"; do echo "$note"; done
+  echo "CPU per message (user+system of the delivery process, ms, median; disk waits excluded)"
+  for f in mbox maildir; do
+    label=$f; [[ $f == maildir ]] && label=Maildir
+    printf '  %-8s mailroom mda %6s   dovecot-lda %6s\n' "$label" \
+      "$(echo "${cpums[mailroom.$f]:-}" | median)" "$(echo "${cpums[dovecot.$f]:-}" | median)"
+  done
   for f in mbox maildir; do
     for p in mailroom dovecot; do
       if [[ -n ${failed[$p.$f]:-} ]]; then
