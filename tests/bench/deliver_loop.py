@@ -7,7 +7,8 @@ The same driver runs every program under test, so the per-process overhead it
 adds (one posix_spawn, one open of MESSAGE as fd 0, one wait4) is identical
 for all of them. Prints "<count> <seconds> <cpu-seconds>" on stdout: the wall
 time of the whole loop, and the user+system CPU time of the delivery processes
-(wait4 rusage), which the machine's disk noise does not inflate. Exits 1 at the first delivery that fails, with its exit status.
+(wait4 rusage), which the machine's disk noise does not inflate. Exits 1 at
+the first delivery that fails, with its exit status.
 """
 import os
 import sys
