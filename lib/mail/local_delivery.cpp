@@ -31,6 +31,9 @@ std::vector<LockKind> lock_order(const std::vector<std::string>& names) {
 // gets that folder's group, as Debian's set-gid-mail delivery agents do, so that
 // the user can create the mailbox and its dotlock there and nothing more.
 core::Result<core::Credentials> delivery_credentials(const core::UserInfo& user, const MailboxLocation& mailbox) {
+    // Without root there is nothing to switch to, and the group lookup (which may load
+    // NSS modules) would be the most expensive step of the delivery.
+    if (::geteuid() != 0) return core::Credentials{user.uid, user.gid, {}};
     auto groups = core::supplementary_groups(user);
     if (!groups) return core::unexpected(groups.error());
     core::Credentials credentials{user.uid, user.gid, std::move(*groups)};
