@@ -80,7 +80,7 @@ std::optional<int> parse_options(int argc, char** argv, Options& options) {
     }
     int opt;
     opterr = 0;
-    while ((opt = ::getopt(argc, argv, "+C:f:a:m:o:")) != -1) {
+    while ((opt = ::getopt(argc, argv, "+:C:f:a:m:o:")) != -1) {
         switch (opt) {
             case 'C': options.config_file = optarg; break;
             case 'f': options.sender = optarg; break;
@@ -91,6 +91,9 @@ std::optional<int> parse_options(int argc, char** argv, Options& options) {
                 else if (std::strcmp(optarg, "maildir") == 0) options.format = mail::MailboxFormat::maildir;
                 else return fail(EX_USAGE, std::string("unknown mailbox format '") + optarg + "' (mbox or maildir)");
                 break;
+            case ':':
+                return fail(EX_USAGE, std::string("option -") + static_cast<char>(optopt) + " needs a value (" +
+                                          usage_line + ")");
             default:
                 return fail(EX_USAGE, std::string("bad option -") + static_cast<char>(optopt) + " (" + usage_line + ")");
         }
@@ -99,29 +102,6 @@ std::optional<int> parse_options(int argc, char** argv, Options& options) {
     if (options.users.empty()) return fail(EX_USAGE, std::string("no USER given (") + usage_line + ")");
     if (options.path && options.users.size() > 1) return fail(EX_USAGE, "-o takes exactly one USER");
     return std::nullopt;
-}
-
-// The envelope sender: -f, else the message's From_ line, else the caller's login name.
-std::optional<std::string> envelope_sender(const Options& options, const mail::Message& message,
-                                           const core::UserDb& users, std::string& error) {
-    std::string raw;
-    if (options.sender) raw = *options.sender;
-    else if (message.from_line_sender()) raw = *message.from_line_sender();
-    else if (auto me = users.find_uid(::getuid()); me && *me) return (*me)->name;
-    else return std::string("MAILER-DAEMON");
-    if (raw.empty() || raw == "<>") return std::string();
-    auto address = mail::Address::parse(raw, mail::ParseMode::bare);
-    if (!address) {
-        error = "bad sender address '" + raw + "' (" + address.error().message() + ")";
-        return std::nullopt;
-    }
-    return address->str();
-}
-
-// A temporary failure outranks a permanent one: the caller retries and loses nothing.
-int worse(int current, int next) {
-    if (current == EX_TEMPFAIL || next == EX_TEMPFAIL) return EX_TEMPFAIL;
-    return current != EX_OK ? current : next;
 }
 
 int run(const Options& options) {
@@ -144,9 +124,12 @@ int run(const Options& options) {
     }
 
     core::NssUserDb users;
-    std::string error;
-    auto sender = envelope_sender(options, *message, users, error);
-    if (!sender) return fail(EX_DATAERR, error);
+    std::string caller = "MAILER-DAEMON";
+    if (!options.sender && !message->from_line_sender()) {
+        if (auto me = users.find_uid(::getuid()); me && *me) caller = (*me)->name;
+    }
+    auto sender = mail::envelope_sender(options.sender, *message, caller);
+    if (!sender) return fail(EX_DATAERR, sender.error().message());
 
     auto isolation = options.users.size() == 1 ? mail::Isolation::in_process : mail::Isolation::child_process;
     std::time_t arrival = std::time(nullptr);
@@ -157,12 +140,12 @@ int run(const Options& options) {
         auto parts = mail::split_extension(local, config->str("recipient_delimiter"));
         auto user = users.find(parts.user);
         if (!user) {
-            exit_code = worse(exit_code, fail(EX_TEMPFAIL, "cannot look up user " + parts.user + " (" +
+            exit_code = mail::worst_exit_code(exit_code, fail(EX_TEMPFAIL, "cannot look up user " + parts.user + " (" +
                                                                user.error().message() + ")"));
             continue;
         }
         if (!*user) {
-            exit_code = worse(exit_code, fail(EX_NOUSER, "unknown user " + parts.user + " (no such user)"));
+            exit_code = mail::worst_exit_code(exit_code, fail(EX_NOUSER, "unknown user " + parts.user + " (no such user)"));
             continue;
         }
         mail::LocalDelivery delivery{**user, parts.user + "@" + config->str("myhostname"), *sender,
@@ -174,7 +157,7 @@ int run(const Options& options) {
         log.info(fmt::format("to=<{}>{}, relay=local, delay={:.2f}, {}", delivery.recipient, orig, delay.count(),
                              status.to_log()));
         if (!status.is_ok()) {
-            exit_code = worse(exit_code, fail(status.to_sysexit(), "cannot deliver to " + parts.user + " (" +
+            exit_code = mail::worst_exit_code(exit_code, fail(status.to_sysexit(), "cannot deliver to " + parts.user + " (" +
                                                                       status.code() + " " + status.text() + ")"));
         }
     }

@@ -11,6 +11,7 @@
 #include "core/io.hpp"
 #include "core/privilege.hpp"
 #include "core/unique_fd.hpp"
+#include "mail/address.hpp"
 #include "mail/maildir_writer.hpp"
 #include "mail/mbox_writer.hpp"
 
@@ -152,6 +153,18 @@ MailboxLocation mailbox_location(const LocalDeliverySettings& settings, const co
     }
     while (location.path.size() > 1 && ends_with_slash(location.path)) location.path.pop_back();
     return location;
+}
+
+core::Result<std::string> envelope_sender(const std::optional<std::string>& given, const Message& message,
+                                          std::string_view fallback) {
+    std::string raw;
+    if (given) raw = *given;
+    else if (message.from_line_sender()) raw = *message.from_line_sender();
+    else return std::string(fallback);
+    if (raw.empty() || raw == "<>") return std::string();
+    auto address = Address::parse(raw, ParseMode::bare);
+    if (!address) return core::unexpected_input("bad sender address '" + raw + "' (" + address.error().message() + ")");
+    return address->str();
 }
 
 Status deliver_local(const Message& message, const LocalDelivery& delivery, const LocalDeliverySettings& settings,

@@ -57,6 +57,12 @@ enum class Isolation {
     child_process,
 };
 
+// The envelope sender of a message handed over for local delivery: `given` (mda -f),
+// else the message's From_ line, else `fallback` (the caller's login name). "" and
+// "<>" are the null sender; anything else must parse as an address (else an error).
+core::Result<std::string> envelope_sender(const std::optional<std::string>& given, const Message& message,
+                                          std::string_view fallback);
+
 Status deliver_local(const Message& message, const LocalDelivery& delivery,
                      const LocalDeliverySettings& settings, Isolation isolation);
 

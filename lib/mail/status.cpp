@@ -96,4 +96,9 @@ std::string Status::to_log() const {
     return "dsn=" + code_ + ", status=" + word + " (" + text_ + ")";
 }
 
+int worst_exit_code(int current, int next) {
+    if (current == EX_TEMPFAIL || next == EX_TEMPFAIL) return EX_TEMPFAIL;
+    return current != EX_OK ? current : next;
+}
+
 }  // namespace mailroom::mail

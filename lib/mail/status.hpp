@@ -52,4 +52,8 @@ private:
     std::string text_;
 };
 
+// The exit code for several outcomes: a temporary failure (75) outranks every other,
+// because a caller that retries then loses nothing; else the first failure; else 0.
+int worst_exit_code(int current, int next);
+
 }  // namespace mailroom::mail

@@ -34,6 +34,8 @@ class MdaErrors(mrtest.TestCase):
         self.assertExit(self.box.mda(["-x", "alice"], message()), 64, r"bad option -x")
         self.assertExit(self.box.mda(["-m", "mh", "alice"], message()), 64, r"unknown mailbox format")
         self.assertExit(self.box.mda(["-o", "/tmp/x", "alice", "bob"], message()), 64)
+        self.assertExit(self.box.mda(["alice", "-m"], message()), 67)  # options end at the first USER
+        self.assertExit(self.box.mda(["-m"], message()), 64, r"option -m needs a value")
 
     def test_help_and_version(self):
         r = self.box.mda(["--help"], b"")

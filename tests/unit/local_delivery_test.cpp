@@ -62,3 +62,19 @@ TEST_CASE("a message already delivered to the same recipient is a mail loop, 5.4
     CHECK(status.code() == "5.4.6");
     CHECK(status.to_sysexit() == 65);
 }
+
+TEST_CASE("the envelope sender is -f, else the From_ line, else the caller") {
+    auto with_from = Message::from_string("From carol@x.example Sat Nov 21 20:23:34 2026\n\nbody\n", {});
+    auto without = Message::from_string("Subject: s\n\nbody\n", {});
+    REQUIRE(with_from);
+    REQUIRE(without);
+    CHECK(*envelope_sender(std::string("alice@y.example"), *with_from, "root") == "alice@y.example");
+    CHECK(*envelope_sender(std::nullopt, *with_from, "root") == "carol@x.example");
+    CHECK(*envelope_sender(std::nullopt, *without, "root") == "root");
+    CHECK(*envelope_sender(std::string(""), *without, "root") == "");
+    CHECK(*envelope_sender(std::string("<>"), *with_from, "root") == "");
+    CHECK(*envelope_sender(std::string("<bob@z.example>"), *without, "root") == "bob@z.example");
+    auto bad = envelope_sender(std::string("a..b@@x"), *without, "root");
+    REQUIRE_FALSE(bad);
+    CHECK_THAT(bad.error().message(), Catch::StartsWith("bad sender address 'a..b@@x' ("));
+}

@@ -93,3 +93,14 @@ TEST_CASE("Log lines carry dsn= and status=", "[status]") {
     CHECK(Status::perm("5.1.1", "no such user").to_log() ==
           "dsn=5.1.1, status=bounced (no such user)");
 }
+
+TEST_CASE("with several users a temporary failure outranks a permanent one, which outranks success") {
+    using mailroom::mail::worst_exit_code;
+    CHECK(worst_exit_code(0, 0) == 0);
+    CHECK(worst_exit_code(0, 67) == 67);
+    CHECK(worst_exit_code(67, 0) == 67);
+    CHECK(worst_exit_code(67, 65) == 67);
+    CHECK(worst_exit_code(67, 75) == 75);
+    CHECK(worst_exit_code(75, 67) == 75);
+    CHECK(worst_exit_code(0, 75) == 75);
+}
