@@ -19,7 +19,7 @@ for target in "$bin"/*_fuzz; do
     tail -20 "$top/build-fuzz/$name.log"
     status=1
   else
-    grep -E "^#[0-9]+ *DONE" "$top/build-fuzz/$name.log" | tail -1 || true
+    grep -E "Done [0-9]+ runs" "$top/build-fuzz/$name.log" | tail -1 || true
   fi
 done
 exit $status
