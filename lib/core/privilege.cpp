@@ -3,6 +3,7 @@
 #include <grp.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
@@ -64,7 +65,12 @@ Result<void> drop_permanently(const Credentials& target) {
         return unexpected_errno("verify switch to " + ids(target) + ": ids did not change", EPERM);
     auto groups = current_groups();
     if (!groups) return unexpected(groups.error());
-    if (*groups != target.groups)
+    // Linux keeps the group list sorted: compare as sets, not in the order given
+    // (getgrouplist puts the primary gid first, whatever its number).
+    std::vector<gid_t> wanted = target.groups;
+    std::sort(wanted.begin(), wanted.end());
+    std::sort(groups->begin(), groups->end());
+    if (*groups != wanted)
         return unexpected_errno("verify switch to " + ids(target) + ": groups did not change", EPERM);
     if (target.uid != 0 && ::setuid(0) == 0)
         return unexpected_errno("verify switch to " + ids(target) + ": root could be regained", EPERM);

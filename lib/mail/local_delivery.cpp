@@ -35,9 +35,9 @@ core::Result<core::Credentials> delivery_credentials(const core::UserInfo& user,
     // Without root there is nothing to switch to, and the group lookup (which may load
     // NSS modules) would be the most expensive step of the delivery.
     if (::geteuid() != 0) return core::Credentials{user.uid, user.gid, {}};
-    auto groups = core::supplementary_groups(user);
-    if (!groups) return core::unexpected(groups.error());
-    core::Credentials credentials{user.uid, user.gid, std::move(*groups)};
+    auto found = core::credentials_for(user);
+    if (!found) return found;
+    core::Credentials credentials = std::move(*found);
     if (mailbox.format == MailboxFormat::mbox) {
         struct stat folder {};
         if (::stat(core::dir_of(mailbox.path).c_str(), &folder) == 0 && (folder.st_mode & S_IWGRP) &&

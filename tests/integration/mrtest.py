@@ -55,6 +55,9 @@ class Sandbox:
             group.append(f"{name}:x:{gid}:")
         passwd.append(f"root:x:0:0:root:/root:/bin/sh")
         group.append("root:x:0:")
+        # A supplementary group numbered below the users' own, as on real systems
+        # ("users", 100): the kernel sorts the group list a delivery switches to.
+        group.append(f"users:x:100:{','.join(USERS)}")
         self.passwd = self.write("passwd", "\n".join(passwd) + "\n")
         self.group = self.write("group", "\n".join(group) + "\n")
         settings = {

@@ -72,6 +72,17 @@ TEST_CASE("a permanent switch sets every uid, gid and group and root cannot be r
     CHECK(code == 0);
 }
 
+TEST_CASE("a permanent switch accepts a group list in any order (the kernel sorts it)", "[privilege][root]") {
+    if (!running_as_root()) return;
+    // As getgrouplist gives it: the primary gid first, even when it is the largest.
+    int code = in_child([] {
+        auto sw = PrivilegeSwitch::become(Credentials{test_uid, extra_gid, {extra_gid, test_gid}},
+                                          Mode::permanent);
+        return sw ? 0 : 10;
+    });
+    CHECK(code == 0);
+}
+
 TEST_CASE("a revocable switch changes the effective ids and its end restores them", "[privilege][root]") {
     if (!running_as_root()) return;
     int code = in_child([] {
