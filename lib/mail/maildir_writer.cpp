@@ -226,7 +226,8 @@ Status MaildirWriter::deliver(const Message& message, const DeliveryInfo& info,
 
     std::string new_name = name;
     for (int attempt = 0;; ++attempt) {
-        // link, not rename: a crash leaves the mail in tmp/ or new/, never in neither.
+        // link, not rename: link fails on a name that exists, rename would silently
+        // replace another message there. A crash leaves the mail in tmp/ or new/ or both.
         if (::linkat(tmp.get(), name.c_str(), fresh.get(), new_name.c_str(), 0) == 0) break;
         if (errno != EEXIST || attempt + 1 >= name_attempts)
             return failure("link " + tmp_shown + " into " + folder + "/new");

@@ -214,7 +214,10 @@ Status MboxWriter::deliver(const Message& message, const DeliveryInfo& info) con
     // found while we hold the fcntl lock (the kernel dropped its writer's lock at death).
     const std::string sidecar = append_record_path(path);
     std::optional<uint64_t> dead_size;
-    if (dot_lock && dot_lock->taken_over()) dead_size = dot_lock->taken_over()->record.size;
+    // A lock broken only for being stale may still have a live writer appending: cutting
+    // under it would tear a message it is about to report delivered. Only a gone PID counts.
+    if (dot_lock && dot_lock->taken_over() && dot_lock->taken_over()->writer_gone)
+        dead_size = dot_lock->taken_over()->record.size;
     if (file_lock) {
         if (auto leftover = read_append_record(sidecar); leftover && leftover->size)
             dead_size = dead_size ? std::min(*dead_size, *leftover->size) : *leftover->size;

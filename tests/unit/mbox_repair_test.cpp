@@ -125,6 +125,23 @@ TEST_CASE("a dead writer's dotlock is taken over and its torn tail cut before th
     CHECK_FALSE(std::filesystem::exists(path + ".lock"));
 }
 
+TEST_CASE("a stale dotlock whose writer still lives is removed but nothing is cut") {
+    use_utc();
+    TempDir dir;
+    std::string path = dir.path + "/bob";
+    REQUIRE(MboxWriter().deliver(message("one\n"), with_locks(path, {LockKind::dotlock})).is_ok());
+    std::string before = slurp(path);
+    // Our own PID: alive. A slow writer still appending after 5 minutes looks like this.
+    spit(path + ".lock", std::to_string(::getpid()) + " " + std::to_string(before.size()) + "\n");
+    age(path + ".lock", 6min);
+    std::string in_progress = "From alice@example.org Thu Mar  5 07:08:09 2026\nSubject: slow\n\nstill wri";
+    spit(path, in_progress, true);
+    auto status = MboxWriter().deliver(message("two\n"), with_locks(path, {LockKind::dotlock}));
+    CHECK(status.is_ok());
+    CHECK(status.text() == "delivered to mailbox");
+    CHECK(slurp(path).substr(0, before.size() + in_progress.size()) == before + in_progress);
+}
+
 TEST_CASE("in fcntl-only mode a leftover append record repairs the mailbox") {
     use_utc();
     TempDir dir;
