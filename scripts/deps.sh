@@ -14,7 +14,7 @@ packages=(
   python3 mutt swaks
   dovecot-core dovecot-lmtpd postfix
   # fuzzing and benchmarks
-  clang libclang-rt-14-dev time procps
+  clang libclang-rt-14-dev time procps pflogsumm
 )
 
 missing=()
