@@ -19,6 +19,8 @@ constexpr size_t chunk_size = 64 * 1024;
 // stored whole); a From_ line longer than this is still removed whole.
 constexpr size_t header_scan_limit = 4096;
 constexpr size_t delivered_to_limit = 256;
+// A stored message's header is scanned for Delivered-To up to this many bytes.
+constexpr uint64_t header_scan_bytes = 1024 * 1024;
 
 std::string lowercase(std::string_view s) {
     std::string out(s);
@@ -96,6 +98,8 @@ public:
         }
         return {};
     }
+
+    bool header_done() const { return !in_headers_; }
 
     core::Result<void> finish() {
         if (pending_cr_) {
@@ -230,6 +234,38 @@ core::Result<Message> Message::from_string(std::string_view text, const MessageO
     return message;
 }
 
+core::Result<Message> Message::from_stored(core::UniqueFd fd, uint64_t offset, uint64_t size) {
+    Message message;
+    // Scanning through the Builder collects Delivered-To exactly as for fresh input;
+    // the content itself stays where it is.
+    MessageOptions options;
+    options.strip_from_line = false;
+    options.memory_limit = SIZE_MAX;  // the scan stops at the header's end, or at header_scan_bytes
+    Message scanned;
+    Builder builder(scanned, options);
+    std::string chunk(chunk_size, '\0');
+    uint64_t done = 0;
+    while (done < size && scanned.size() < header_scan_bytes && !builder.header_done()) {
+        size_t want = static_cast<size_t>(std::min<uint64_t>(chunk.size(), size - done));
+        auto n = core::pread_full(fd.get(), chunk.data(), want, static_cast<off_t>(offset + done), "message file");
+        if (!n) return core::unexpected(n.error());
+        if (*n == 0) return core::unexpected_errno("message file shorter than the message", EIO);
+        if (auto r = builder.feed(std::string_view(chunk.data(), *n)); !r) return core::unexpected(r.error());
+        done += *n;
+    }
+    message.delivered_to_ = std::move(scanned.delivered_to_);
+    if (size > 0) {
+        char last = 0;
+        auto n = core::pread_full(fd.get(), &last, 1, static_cast<off_t>(offset + size - 1), "message file");
+        if (!n) return core::unexpected(n.error());
+        message.ends_with_newline_ = last == '\n';
+    }
+    message.spill_ = std::move(fd);
+    message.spill_offset_ = offset;
+    message.size_ = size;
+    return message;
+}
+
 core::Result<size_t> Message::Reader::read(char* buf, size_t size) {
     uint64_t left = message_.size_ - offset_;
     size_t want = static_cast<size_t>(std::min<uint64_t>(left, size));
@@ -239,7 +275,8 @@ core::Result<size_t> Message::Reader::read(char* buf, size_t size) {
         offset_ += want;
         return want;
     }
-    auto n = core::pread_full(message_.spill_.get(), buf, want, static_cast<off_t>(offset_), "temporary file");
+    auto n = core::pread_full(message_.spill_.get(), buf, want,
+                              static_cast<off_t>(message_.spill_offset_ + offset_), "message file");
     if (!n) return n;
     if (*n == 0) return core::unexpected_errno("temporary file shorter than the message", EIO);
     offset_ += *n;

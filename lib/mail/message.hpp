@@ -36,6 +36,9 @@ class Message {
 public:
     static core::Result<Message> read_from(int fd, const MessageOptions& options);
     static core::Result<Message> from_string(std::string_view text, const MessageOptions& options);
+    // A message already stored, normalised, in bytes [offset, offset+size) of a file
+    // (a queue entry): read from there, never copied. Only its header is scanned.
+    static core::Result<Message> from_stored(core::UniqueFd fd, uint64_t offset, uint64_t size);
 
     // Sequential reading of the normalised content, from the start each time.
     class Reader {
@@ -69,6 +72,7 @@ private:
 
     std::string memory_;
     core::UniqueFd spill_;
+    uint64_t spill_offset_ = 0;  // where the content starts in spill_
     uint64_t size_ = 0;
     std::optional<std::string> from_line_sender_;
     std::vector<std::string> delivered_to_;

@@ -1,0 +1,360 @@
+#include "mail/spool.hpp"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <fmt/format.h>
+
+#include <array>
+#include <cerrno>
+#include <cstdio>
+
+#include "core/io.hpp"
+
+namespace mailroom::mail {
+
+namespace {
+
+constexpr size_t write_chunk = 64 * 1024;
+// An envelope plus state log larger than this is not a queue entry we wrote.
+constexpr uint64_t max_tail_size = 16 * 1024 * 1024;
+
+const char* folder_name(QueueFolder folder) {
+    switch (folder) {
+    case QueueFolder::queue: return "queue";
+    case QueueFolder::hold: return "hold";
+    case QueueFolder::quarantine: return "quarantine";
+    }
+    return "queue";
+}
+
+core::Result<void> make_folder(const std::string& path, mode_t mode, uid_t uid, gid_t gid) {
+    if (::mkdir(path.c_str(), mode) == 0) {
+        // root builds the spool for its owner, never for itself.
+        if (::geteuid() == 0 && uid != 0 && ::chown(path.c_str(), uid, gid) != 0) {
+            return core::unexpected_errno("chown " + path);
+        }
+        return {};
+    }
+    if (errno == EEXIST) return {};
+    return core::unexpected_errno("create spool folder " + path);
+}
+
+core::Result<void> pwrite_all(int fd, std::string_view data, uint64_t offset, std::string_view context) {
+    while (!data.empty()) {
+        ssize_t n = ::pwrite(fd, data.data(), data.size(), static_cast<off_t>(offset));
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            return core::unexpected_errno(fmt::format("write {}", context));
+        }
+        data.remove_prefix(static_cast<size_t>(n));
+        offset += static_cast<uint64_t>(n);
+    }
+    return {};
+}
+
+core::Unexpected corrupt(std::string what) { return core::unexpected_errno(std::move(what), EBADMSG); }
+
+struct EntryTail {
+    uint64_t message_size = 0;
+    uint64_t tail_offset = 0;
+    uint64_t file_size = 0;
+    ParsedTail parsed;
+};
+
+// Reads the first line and everything after the message from an open entry.
+core::Result<EntryTail> read_tail(int fd, const std::string& path) {
+    struct stat st {};
+    if (::fstat(fd, &st) != 0) return core::unexpected_errno("stat " + path);
+    if (!S_ISREG(st.st_mode)) return corrupt(path + " is not a regular file");
+    std::array<char, queue_header_size> header{};
+    auto n = core::pread_full(fd, header.data(), header.size(), 0, path);
+    if (!n) return core::unexpected(n.error());
+    auto size = parse_queue_header(std::string_view(header.data(), *n));
+    if (!size) return core::unexpected(core::errno_error(path + ": " + size.error().context, EBADMSG));
+    EntryTail tail;
+    tail.message_size = *size;
+    tail.tail_offset = queue_header_size + *size;
+    tail.file_size = static_cast<uint64_t>(st.st_size);
+    if (tail.file_size < tail.tail_offset) return corrupt(path + ": queue entry shorter than its message");
+    if (tail.file_size - tail.tail_offset > max_tail_size) return corrupt(path + ": queue entry tail too large");
+    std::string bytes(tail.file_size - tail.tail_offset, '\0');
+    auto got = core::pread_full(fd, bytes.data(), bytes.size(), static_cast<off_t>(tail.tail_offset), path);
+    if (!got) return core::unexpected(got.error());
+    bytes.resize(*got);
+    auto parsed = parse_entry_tail(bytes);
+    if (!parsed) return core::unexpected(core::errno_error(path + ": " + parsed.error().context, EBADMSG));
+    tail.parsed = std::move(*parsed);
+    return tail;
+}
+
+bool is_locked_by_other(int fd) {
+    struct flock probe {};
+    probe.l_type = F_WRLCK;
+    probe.l_whence = SEEK_SET;
+    if (::fcntl(fd, F_OFD_GETLK, &probe) != 0) return false;
+    return probe.l_type != F_UNLCK;
+}
+
+}  // namespace
+
+core::Result<Spool> Spool::open(std::string dir) {
+    while (dir.size() > 1 && dir.back() == '/') dir.pop_back();
+    struct stat st {};
+    if (::stat(dir.c_str(), &st) != 0) {
+        if (errno != ENOENT) return core::unexpected_errno("spool_dir " + dir);
+        if (::mkdir(dir.c_str(), 0755) != 0 && errno != EEXIST) return core::unexpected_errno("create spool_dir " + dir);
+        if (::stat(dir.c_str(), &st) != 0) return core::unexpected_errno("spool_dir " + dir);
+    }
+    if (!S_ISDIR(st.st_mode)) return core::unexpected_errno("spool_dir " + dir, ENOTDIR);
+    Spool spool(dir, st.st_uid, st.st_gid);
+    for (const char* name : {"tmp", "queue", "hold", "quarantine"}) {
+        if (auto r = make_folder(dir + "/" + name, 0700, st.st_uid, st.st_gid); !r) return core::unexpected(r.error());
+    }
+    std::string trigger = spool.trigger_path();
+    if (::mkfifo(trigger.c_str(), 0600) == 0) {
+        if (::geteuid() == 0 && st.st_uid != 0 && ::chown(trigger.c_str(), st.st_uid, st.st_gid) != 0) {
+            return core::unexpected_errno("chown " + trigger);
+        }
+    } else if (errno != EEXIST) {
+        return core::unexpected_errno("create " + trigger);
+    }
+    return spool;
+}
+
+std::string Spool::folder_path(QueueFolder folder) const { return dir_ + "/" + folder_name(folder); }
+
+std::string Spool::entry_path(QueueFolder folder, std::string_view id) const {
+    return fmt::format("{}/{}/{}", dir_, folder_name(folder), id);
+}
+
+core::Result<void> Spool::for_each_entry(QueueFolder folder,
+                                         const std::function<bool(const std::string&)>& visit) const {
+    std::string path = folder_path(folder);
+    DIR* dir = ::opendir(path.c_str());
+    if (!dir) return core::unexpected_errno("open " + path);
+    std::unique_ptr<DIR, int (*)(DIR*)> closer(dir, ::closedir);
+    for (;;) {
+        errno = 0;
+        struct dirent* entry = ::readdir(dir);
+        if (!entry) {
+            if (errno != 0) return core::unexpected_errno("read " + path);
+            return {};
+        }
+        std::string name = entry->d_name;
+        if (!is_valid_queue_id(name)) continue;
+        if (!visit(name)) return {};
+    }
+}
+
+core::Result<void> Spool::quarantine(std::string_view id, QueueFolder from) const {
+    std::string source = entry_path(from, id);
+    std::string target = entry_path(QueueFolder::quarantine, id);
+    if (::rename(source.c_str(), target.c_str()) != 0) return core::unexpected_errno("quarantine " + source);
+    return {};
+}
+
+void Spool::sweep_tmp(std::time_t now, std::time_t max_age) const {
+    std::string path = tmp_dir();
+    DIR* dir = ::opendir(path.c_str());
+    if (!dir) return;
+    std::unique_ptr<DIR, int (*)(DIR*)> closer(dir, ::closedir);
+    while (struct dirent* entry = ::readdir(dir)) {
+        if (!is_valid_queue_id(entry->d_name)) continue;
+        struct stat st {};
+        if (::fstatat(::dirfd(dir), entry->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0) continue;
+        if (st.st_mtime + max_age < now) ::unlinkat(::dirfd(dir), entry->d_name, 0);
+    }
+}
+
+bool Spool::wake_daemon(std::string_view id) const {
+    // O_NONBLOCK: opening a FIFO for writing fails with ENXIO when nobody reads it,
+    // which is how a submission learns that no daemon runs.
+    int fd = ::open(trigger_path().c_str(), O_WRONLY | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0) return false;
+    core::UniqueFd trigger(fd);
+    std::string line = fmt::format("{}\n", id);
+    ssize_t n = ::write(trigger.get(), line.data(), line.size());
+    // A full FIFO (EAGAIN) still means a daemon is there; it will find the entry by scanning.
+    return n == static_cast<ssize_t>(line.size()) || (n < 0 && errno == EAGAIN);
+}
+
+// ---- QueueWriter
+
+core::Result<QueueWriter> QueueWriter::begin(const Spool& spool) {
+    for (int attempt = 0; attempt < 100; ++attempt) {
+        std::string id = spool.next_queue_id();
+        std::string path = spool.tmp_dir() + "/" + id;
+        int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+        if (fd < 0) {
+            if (errno == EEXIST) continue;
+            return core::unexpected_errno("create queue file " + path);
+        }
+        QueueWriter writer(spool, id, core::UniqueFd(fd), path);
+        if (::geteuid() == 0 && spool.owner_uid() != 0 &&
+            ::fchown(fd, spool.owner_uid(), spool.owner_gid()) != 0) {
+            return core::unexpected_errno("chown " + path);
+        }
+        writer.buffer_ = format_queue_header(0);
+        return writer;
+    }
+    return core::unexpected_errno("create queue file: no free queue ID", EEXIST);
+}
+
+QueueWriter::QueueWriter(QueueWriter&& other) noexcept
+    : spool_(other.spool_), id_(std::move(other.id_)), fd_(std::move(other.fd_)),
+      tmp_path_(std::exchange(other.tmp_path_, {})), size_(other.size_), buffer_(std::move(other.buffer_)) {}
+
+QueueWriter::~QueueWriter() {
+    if (!tmp_path_.empty()) ::unlink(tmp_path_.c_str());
+}
+
+core::Result<void> QueueWriter::write(std::string_view bytes) {
+    size_ += bytes.size();
+    buffer_.append(bytes);
+    if (buffer_.size() < write_chunk) return {};
+    auto r = core::write_all(fd_.get(), buffer_, tmp_path_);
+    buffer_.clear();
+    return r;
+}
+
+core::Result<void> QueueWriter::commit(const Envelope& envelope, QueueFolder folder) {
+    std::string header = format_queue_header(size_);
+    std::string tail = format_envelope(envelope);
+    bool all_in_buffer = buffer_.size() == size_ + queue_header_size;
+    if (all_in_buffer) {
+        // The common small message: header, content and envelope in one write.
+        buffer_.replace(0, queue_header_size, header);
+        buffer_ += tail;
+        if (auto r = core::write_all(fd_.get(), buffer_, tmp_path_); !r) return r;
+    } else {
+        buffer_ += tail;
+        if (auto r = core::write_all(fd_.get(), buffer_, tmp_path_); !r) return r;
+        if (auto r = pwrite_all(fd_.get(), header, 0, tmp_path_); !r) return r;
+    }
+    buffer_.clear();
+    // The content must be on disk before its name appears in queue/: a crash
+    // after the rename must not leave a named entry with missing blocks.
+    if (::fdatasync(fd_.get()) != 0) return core::unexpected_errno("fsync " + tmp_path_);
+    std::string final_path = spool_->entry_path(folder, id_);
+    if (::renameat2(AT_FDCWD, tmp_path_.c_str(), AT_FDCWD, final_path.c_str(), RENAME_NOREPLACE) != 0) {
+        if (errno != EINVAL && errno != ENOSYS) return core::unexpected_errno("rename into " + final_path);
+        // A file system without RENAME_NOREPLACE: link fails on an existing name just the same.
+        if (::link(tmp_path_.c_str(), final_path.c_str()) != 0) return core::unexpected_errno("link into " + final_path);
+        ::unlink(tmp_path_.c_str());
+    }
+    tmp_path_.clear();
+    // The rename itself must survive a crash before we report the message accepted.
+    return core::fsync_dir(spool_->folder_path(folder));
+}
+
+// ---- reading and locking
+
+core::Result<EntrySnapshot> read_entry(const Spool& spool, QueueFolder folder, std::string_view id) {
+    std::string path = spool.entry_path(folder, id);
+    int raw = ::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    if (raw < 0) return core::unexpected_errno("open " + path);
+    core::UniqueFd fd(raw);
+    auto tail = read_tail(fd.get(), path);
+    if (!tail) return core::unexpected(tail.error());
+    EntrySnapshot snapshot;
+    snapshot.id = std::string(id);
+    snapshot.folder = folder;
+    snapshot.message_size = tail->message_size;
+    snapshot.envelope = std::move(tail->parsed.envelope);
+    snapshot.state = std::move(tail->parsed.state);
+    snapshot.active = is_locked_by_other(fd.get());
+    return snapshot;
+}
+
+core::Result<LockAttempt> LockedEntry::lock(const Spool& spool, QueueFolder folder, std::string_view id, bool wait) {
+    std::string path = spool.entry_path(folder, id);
+    int raw = ::open(path.c_str(), O_RDWR | O_NOFOLLOW | O_CLOEXEC);
+    if (raw < 0) {
+        if (errno == ENOENT) return LockAttempt{LockAttempt::Outcome::gone, std::nullopt};
+        return core::unexpected_errno("open " + path);
+    }
+    core::UniqueFd fd(raw);
+    // An open-file-description lock: held by this open file whatever forks,
+    // released by the kernel when the holder dies, and testable by mailq.
+    struct flock request {};
+    request.l_type = F_WRLCK;
+    request.l_whence = SEEK_SET;
+    while (::fcntl(fd.get(), wait ? F_OFD_SETLKW : F_OFD_SETLK, &request) != 0) {
+        if (errno == EINTR) continue;
+        if (errno == EAGAIN || errno == EACCES) return LockAttempt{LockAttempt::Outcome::busy, std::nullopt};
+        return core::unexpected_errno("lock " + path);
+    }
+    // Between open and lock another runner may have finished the entry (unlinked)
+    // or mailctl moved it: only the file still under this name counts.
+    struct stat held {}, named {};
+    if (::fstat(fd.get(), &held) != 0) return core::unexpected_errno("stat " + path);
+    if (::lstat(path.c_str(), &named) != 0 || named.st_ino != held.st_ino || named.st_dev != held.st_dev) {
+        return LockAttempt{LockAttempt::Outcome::gone, std::nullopt};
+    }
+    auto tail = read_tail(fd.get(), path);
+    if (!tail) return core::unexpected(tail.error());
+    LockedEntry entry;
+    entry.spool_ = &spool;
+    entry.id_ = std::string(id);
+    entry.folder_ = folder;
+    entry.message_size_ = tail->message_size;
+    entry.end_offset_ = tail->tail_offset + tail->parsed.valid_length;
+    if (entry.end_offset_ < tail->file_size) {
+        // A state line torn by a crash: cut it so the next record starts on a line of its own.
+        if (::ftruncate(fd.get(), static_cast<off_t>(entry.end_offset_)) != 0) {
+            return core::unexpected_errno("truncate torn state of " + path);
+        }
+    }
+    entry.fd_ = std::move(fd);
+    entry.envelope_ = std::move(tail->parsed.envelope);
+    entry.state_ = std::move(tail->parsed.state);
+    return LockAttempt{LockAttempt::Outcome::locked, std::move(entry)};
+}
+
+core::Result<Message> LockedEntry::message() const {
+    int copy = ::fcntl(fd_.get(), F_DUPFD_CLOEXEC, 0);
+    if (copy < 0) return core::unexpected_errno("dup queue file " + id_);
+    return Message::from_stored(core::UniqueFd(copy), queue_header_size, message_size_);
+}
+
+core::Result<void> LockedEntry::append(const std::vector<StateRecord>& records) {
+    std::string text;
+    for (const auto& record : records) text += format_state_record(record);
+    std::string path = spool_->entry_path(folder_, id_);
+    if (auto r = pwrite_all(fd_.get(), text, end_offset_, path); !r) return r;
+    // The state must be on disk before anyone acts on it: a delivered recipient
+    // is never tried again after a crash, a queued notice never sent twice.
+    if (::fdatasync(fd_.get()) != 0) return core::unexpected_errno("fsync " + path);
+    end_offset_ += text.size();
+    for (const auto& record : records) apply_state_record(state_, record);
+    return {};
+}
+
+core::Result<void> LockedEntry::set_due(std::time_t when) {
+    struct timespec times[2] = {{0, UTIME_OMIT}, {when, 0}};
+    if (::futimens(fd_.get(), times) != 0) return core::unexpected_errno("set due time of " + id_);
+    return {};
+}
+
+core::Result<void> LockedEntry::remove() {
+    std::string path = spool_->entry_path(folder_, id_);
+    // No folder fsync: an entry that comes back after a crash holds only done
+    // recipients (its state says so) and is removed again.
+    if (::unlink(path.c_str()) != 0 && errno != ENOENT) return core::unexpected_errno("remove " + path);
+    return {};
+}
+
+core::Result<void> LockedEntry::move_to(QueueFolder folder) {
+    if (folder == folder_) return {};
+    std::string source = spool_->entry_path(folder_, id_);
+    std::string target = spool_->entry_path(folder, id_);
+    if (::rename(source.c_str(), target.c_str()) != 0) return core::unexpected_errno("move " + source);
+    folder_ = folder;
+    // A hold must survive a restart of the daemon and a crash.
+    return core::fsync_dir(spool_->folder_path(folder));
+}
+
+}  // namespace mailroom::mail

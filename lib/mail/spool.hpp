@@ -1,0 +1,164 @@
+// Spool: the queue folders under spool_dir and every operation on them that
+// must be atomic or locked (docs/spool.md). The only code that creates, moves or
+// removes queue files.
+//
+//   tmp/         submissions being written (a crash leaves them; swept after a day)
+//   queue/       committed entries waiting for delivery; a file's mtime is the
+//                time it is next due, so a scan needs only a stat per entry
+//   hold/        entries held by mailctl hold (not scheduled)
+//   quarantine/  entries that could not be read (torn, garbage, unknown version)
+//   trigger      FIFO: a submission writes "ID\n" to wake a running daemon
+//
+// Invariants: an entry appears in queue/ whole or not at all (QueueWriter);
+// state changes are appended under the per-message lock and reach the disk
+// before the caller acts on them; only the holder of an entry's lock changes it.
+// Must never: overwrite an existing entry, deliver from an entry it has not
+// locked, or let an unreadable entry stop a scan.
+#pragma once
+
+#include <sys/stat.h>
+#include <sys/types.h>
+
+#include <ctime>
+#include <functional>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/result.hpp"
+#include "core/unique_fd.hpp"
+#include "mail/message.hpp"
+#include "mail/queue_entry.hpp"
+#include "mail/queue_id.hpp"
+
+namespace mailroom::mail {
+
+enum class QueueFolder { queue, hold, quarantine };
+
+class Spool {
+public:
+    // Opens spool_dir, creating it and its folders (0700) when missing and the
+    // caller may. Error (with the path) when it cannot.
+    static core::Result<Spool> open(std::string dir);
+
+    const std::string& dir() const { return dir_; }
+    std::string folder_path(QueueFolder folder) const;
+    std::string entry_path(QueueFolder folder, std::string_view id) const;
+    std::string tmp_dir() const { return dir_ + "/tmp"; }
+    std::string trigger_path() const { return dir_ + "/trigger"; }
+    // The owner of spool_dir: queue files belong to it whoever wrote them.
+    uid_t owner_uid() const { return owner_uid_; }
+    gid_t owner_gid() const { return owner_gid_; }
+
+    // Calls visit(id) for each well-named entry of a folder, in directory order,
+    // without holding the listing in memory. visit returns false to stop.
+    core::Result<void> for_each_entry(QueueFolder folder, const std::function<bool(const std::string&)>& visit) const;
+
+    // Moves an unreadable entry to quarantine/ (no lock: nobody can deliver it).
+    core::Result<void> quarantine(std::string_view id, QueueFolder from) const;
+    // Removes temporary files older than max_age left by crashed submissions.
+    void sweep_tmp(std::time_t now, std::time_t max_age) const;
+
+    // Wakes a running daemon for this entry; false when no daemon reads the trigger.
+    bool wake_daemon(std::string_view id) const;
+
+    std::string next_queue_id() const { return ids_.next(); }
+
+private:
+    Spool(std::string dir, uid_t uid, gid_t gid) : dir_(std::move(dir)), owner_uid_(uid), owner_gid_(gid) {}
+    std::string dir_;
+    mutable QueueIdGenerator ids_;
+    uid_t owner_uid_;
+    gid_t owner_gid_;
+};
+
+// One submission being written. Abandoned (its temp file removed) unless committed.
+class QueueWriter {
+public:
+    static core::Result<QueueWriter> begin(const Spool& spool);
+
+    QueueWriter(QueueWriter&&) noexcept;
+    QueueWriter& operator=(QueueWriter&&) = delete;
+    QueueWriter(const QueueWriter&) = delete;
+    ~QueueWriter();
+
+    const std::string& id() const { return id_; }
+    uint64_t size() const { return size_; }
+    core::Result<void> write(std::string_view bytes);
+    // Makes the entry durable in queue/ (or hold/): header, envelope, fsync, rename, folder fsync.
+    core::Result<void> commit(const Envelope& envelope, QueueFolder folder = QueueFolder::queue);
+
+private:
+    QueueWriter(const Spool& spool, std::string id, core::UniqueFd fd, std::string tmp_path)
+        : spool_(&spool), id_(std::move(id)), fd_(std::move(fd)), tmp_path_(std::move(tmp_path)) {}
+    const Spool* spool_;
+    std::string id_;
+    core::UniqueFd fd_;
+    std::string tmp_path_;  // empty once committed
+    uint64_t size_ = 0;
+    std::string buffer_;
+};
+
+// A read of an entry's envelope and state without its lock (mailq): may be a
+// moment out of date, never torn.
+struct EntrySnapshot {
+    std::string id;
+    QueueFolder folder = QueueFolder::queue;
+    uint64_t message_size = 0;
+    Envelope envelope;
+    EntryState state;
+    bool active = false;  // locked by a runner now
+};
+core::Result<EntrySnapshot> read_entry(const Spool& spool, QueueFolder folder, std::string_view id);
+
+struct LockAttempt;
+
+// An entry opened and locked for delivery or administration.
+class LockedEntry {
+public:
+    // No entry when another process holds the lock (busy) or the entry is not in
+    // that folder (any more). An error with EBADMSG: the entry is corrupt, quarantine it.
+    // wait: block until the lock is free instead of answering busy.
+    static core::Result<LockAttempt> lock(const Spool& spool, QueueFolder folder, std::string_view id,
+                                          bool wait = false);
+
+    LockedEntry(LockedEntry&&) = default;
+    LockedEntry& operator=(LockedEntry&&) = default;
+
+    const std::string& id() const { return id_; }
+    QueueFolder folder() const { return folder_; }
+    const Envelope& envelope() const { return envelope_; }
+    const EntryState& state() const { return state_; }
+    uint64_t message_size() const { return message_size_; }
+
+    // The message content, read from the entry itself (no copy).
+    core::Result<Message> message() const;
+    // Appends records and makes them durable before returning (fdatasync).
+    core::Result<void> append(const std::vector<StateRecord>& records);
+    // Sets when the entry is next due (its mtime).
+    core::Result<void> set_due(std::time_t when);
+    // Unlinks the entry (all its recipients are done, or it is deleted).
+    core::Result<void> remove();
+    // hold / release: moves the entry to another folder, keeping the lock.
+    core::Result<void> move_to(QueueFolder folder);
+
+private:
+    LockedEntry() = default;
+    const Spool* spool_ = nullptr;
+    std::string id_;
+    QueueFolder folder_ = QueueFolder::queue;
+    core::UniqueFd fd_;
+    Envelope envelope_;
+    EntryState state_;
+    uint64_t message_size_ = 0;
+    uint64_t end_offset_ = 0;  // where the next state record goes
+};
+
+struct LockAttempt {
+    enum class Outcome { locked, busy, gone };
+    Outcome outcome = Outcome::gone;
+    std::optional<LockedEntry> entry;  // set when locked
+};
+
+}  // namespace mailroom::mail
