@@ -112,6 +112,14 @@ core::Result<Included> read_included(const Message& original, uint64_t full_limi
     return inc;
 }
 
+// A status whose text starts with a reply number ("550 ...", "451-...") from a remote host.
+bool is_smtp_reply(const ReportedRecipient& rcpt) {
+    std::string_view text = rcpt.status.text();
+    auto digit = [&](size_t i) { return std::isdigit(static_cast<unsigned char>(text[i])) != 0; };
+    return !rcpt.remote_mta.empty() && text.size() >= 3 && digit(0) && digit(1) && digit(2) &&
+           (text.size() == 3 || text[3] == ' ' || text[3] == '-');
+}
+
 // The explanation for people (part 1), in mailroom's own words.
 std::string human_part(const NoticeRequest& r, const std::string& host, const Included& inc) {
     std::string out = fmt::format("This is an automatic notice from the mail system at {}.\n\n", host);
@@ -141,24 +149,21 @@ std::string human_part(const NoticeRequest& r, const std::string& host, const In
         if (!rcpt.original.empty() && rcpt.original != rcpt.address)
             out += " (addressed as <" + inline_text(rcpt.original, 1024) + ">)";
         out += ":\n";
-        std::string reason = rcpt.remote_mta.empty()
-                                 ? rcpt.status.code() + ' ' + rcpt.status.text()
-                                 : fmt::format("reply from {}: {}", clean_host(rcpt.remote_mta), rcpt.status.text());
+        std::string reason = is_smtp_reply(rcpt)
+                                 ? fmt::format("{} replied: {}", clean_host(rcpt.remote_mta), rcpt.status.text())
+                                 : rcpt.status.code() + ' ' + rcpt.status.text();
         out += readable_text(reason, "    ", diagnostic_cap) + "\n";
     }
     return out;
 }
 
-// RFC 3464 Diagnostic-Code: the remote reply as "smtp; 550 5.1.1 text" (its reply
-// number added when the text lacks one), a local reason as "x-unix; text".
+// RFC 3464 Diagnostic-Code: "smtp; 550 5.1.1 text" when the status text is a remote
+// server's reply, else "x-unix; text" (a local reason, or a remote failure that was no
+// reply, such as a connection timeout: no reply number is made up for it).
 std::string diagnostic_code(const ReportedRecipient& rcpt) {
     std::string text = one_line_ascii(rcpt.status.text(), diagnostic_cap);
-    if (rcpt.remote_mta.empty()) return "x-unix; " + (text.empty() ? rcpt.status.code() : text);
-    bool has_reply_number = text.size() >= 3 && std::all_of(text.begin(), text.begin() + 3, [](char c) {
-                                return std::isdigit(static_cast<unsigned char>(c));
-                            }) && (text.size() == 3 || text[3] == ' ' || text[3] == '-');
-    if (has_reply_number) return "smtp; " + text;
-    return fmt::format("smtp; {} {} {}", rcpt.status.to_reply_code(), rcpt.status.code(), text);
+    if (is_smtp_reply(rcpt)) return "smtp; " + text;
+    return "x-unix; " + (text.empty() ? rcpt.status.code() : text);
 }
 
 // The report for programs (part 2), fields in RFC 3464 section 2.2 and 2.3 order.
@@ -242,7 +247,7 @@ core::Result<std::string> compose_notice(const NoticeRequest& r, const Message& 
     out += fmt::format("--{}\nContent-Description: Notification\n", *boundary);
     out += human_8bit ? "Content-Type: text/plain; charset=utf-8\nContent-Transfer-Encoding: 8bit\n\n"
                       : "Content-Type: text/plain; charset=us-ascii\n\n";
-    out += human + "\n";
+    out += human;
 
     out += fmt::format("--{}\nContent-Description: Delivery report\n", *boundary);
     out += "Content-Type: message/delivery-status\n\n";

@@ -3,9 +3,9 @@
 //   1. text/plain, for people: what happened to each recipient and why;
 //   2. message/delivery-status, for programs: Reporting-MTA, Arrival-Date and
 //      X-Mailroom-Queue-ID, then per recipient Original-Recipient (when it differs),
-//      Final-Recipient, Action (failed|delayed), Status, Remote-MTA, Diagnostic-Code
-//      (smtp; for remote replies, x-unix; for local ones), Last-Attempt-Date and, for
-//      delays, Will-Retry-Until, in RFC 3464's grammar order;
+//      Final-Recipient, Action (failed|delayed), Status, Remote-MTA, Diagnostic-Code,
+//      Last-Attempt-Date and, for delays, Will-Retry-Until, in RFC 3464's grammar order
+//      (so the extension field X-Mailroom-Queue-ID comes after Arrival-Date);
 //   3. the original: message/rfc822 when its size is at most full_message_limit, else
 //      text/rfc822-headers with its header section only. The header section is capped
 //      at 256 KB, cut at the end of a line, and the human part then says it was cut.
@@ -40,7 +40,11 @@ struct ReportedRecipient {
     std::string address;   // final recipient (addr-spec)
     std::string original;  // the address the sender used when different (an alias), else empty
     Status status;         // last outcome: 5.x.y or 4.x.y (an expired deferral) for a failure, 4.x.y for a delay
-    std::string remote_mta;  // host that gave the status; empty for local delivery
+    // Host that gave the status; empty for local delivery. With a remote host, a status
+    // text that starts with a reply number ("550 5.1.1 ...") is that host's reply and is
+    // reported as "Diagnostic-Code: smtp; ..."; any other text (a local reason, a
+    // connection that timed out) as "x-unix; ...": no reply number is made up.
+    std::string remote_mta;
     std::time_t last_attempt = 0;  // 0: no Last-Attempt-Date
 };
 
