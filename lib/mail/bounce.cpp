@@ -38,7 +38,11 @@ core::Result<void> check_request(const NoticeRequest& r) {
     if (r.recipients.empty()) return core::unexpected_input("a notice needs at least one recipient");
     if (r.original_sender.empty()) return core::unexpected_input("a notice is never sent to the null sender");
     if (r.reporting_host.empty()) return core::unexpected_input("a notice needs the reporting host name");
-    if (r.notice_queue_id.empty()) return core::unexpected_input("a notice needs its own queue id");
+    // The id goes into the Message-ID and the boundary as it is: letters and digits only (SPEC section 3).
+    bool id_ok = !r.notice_queue_id.empty() && r.notice_queue_id.size() <= 64 &&
+                 std::all_of(r.notice_queue_id.begin(), r.notice_queue_id.end(),
+                             [](char c) { return std::isalnum(static_cast<unsigned char>(c)) != 0; });
+    if (!id_ok) return core::unexpected_input("a notice needs its own queue id, letters and digits only");
     for (const auto& rcpt : r.recipients) {
         const Status& s = rcpt.status;
         if (!is_enhanced_code(s.code()))
@@ -52,10 +56,14 @@ core::Result<void> check_request(const NoticeRequest& r) {
     return {};
 }
 
-// A host name fit for Message-ID, From: and a boundary: printable ASCII, no spaces.
+// A host name fit for Message-ID, From:, Remote-MTA and a boundary: letters, digits and
+// ".-_[]:" (for address literals); anything else, from a misconfigured name or a
+// remote peer's, becomes '_'.
 std::string clean_host(std::string_view host) {
     std::string out = one_line_ascii(host, host_cap);
-    std::replace(out.begin(), out.end(), ' ', '_');
+    for (char& c : out)
+        if (!std::isalnum(static_cast<unsigned char>(c)) && std::string_view(".-_[]:").find(c) == std::string_view::npos)
+            c = '_';
     return out;
 }
 
@@ -236,8 +244,7 @@ core::Result<std::string> compose_notice(const NoticeRequest& r, const Message& 
     out += folded_field("To", without_controls(r.original_sender));
     out += r.kind == NoticeKind::failure ? "Subject: Undelivered Mail Returned to Sender\n"
                                          : "Subject: Delayed Mail (still being retried)\n";
-    out += fmt::format("Message-ID: <{}.{}@{}>\n", message_id_stamp(r.now), one_line_ascii(r.notice_queue_id, 64),
-                       host);
+    out += fmt::format("Message-ID: <{}.{}@{}>\n", message_id_stamp(r.now), r.notice_queue_id, host);
     out += "Auto-Submitted: auto-replied\n";
     out += "MIME-Version: 1.0\n";
     out += fmt::format("Content-Type: multipart/report; report-type=delivery-status;\n\tboundary=\"{}\"\n", *boundary);

@@ -218,6 +218,8 @@ TEST_CASE("a notice is refused when it could not be a valid report", "[bounce]")
     r = failure_request();
     r.notice_queue_id.clear();
     CHECK(refused(r));
+    r.notice_queue_id = "0000Q9Z8>Y7X6W5";
+    CHECK(refused(r));
     r = failure_request();
     r.recipients.push_back(ReportedRecipient{"dan@example.org", "", Status::ok(), "", 0});
     CHECK(refused(r));
@@ -227,4 +229,16 @@ TEST_CASE("a notice is refused when it could not be a valid report", "[bounce]")
     r = failure_request();
     r.recipients.push_back(ReportedRecipient{"dan@example.org", "", Status::perm("5.1234.1", "bad code"), "", 0});
     CHECK(refused(r));
+}
+
+TEST_CASE("a postmaster note is its own paragraph of the human part", "[bounce]") {
+    TimeZone utc("UTC");
+    NoticeRequest request = failure_request();
+    request.original_sender = "postmaster@example.org";
+    request.postmaster_note = "This notice goes to the postmaster\nbecause the sender was <>.";
+    auto original = message(small_original());
+    std::string notice = compose(request, original);
+    CHECK(notice.find("\nTo: postmaster@example.org\n") != std::string::npos);
+    CHECK(notice.find("given under its address.\n\nThis notice goes to the postmaster\nbecause the sender was <>.\n\n") !=
+          std::string::npos);
 }
