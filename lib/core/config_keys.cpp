@@ -37,6 +37,7 @@ constexpr ConfigKey all_keys[] = {
     {"command_timeout", K::time, "1h",
      "a pipe running longer is killed with its process group and the delivery bounced"},
     {"queue_run_delay", K::time, "5m", "daemon's queue scan interval"},
+    {"delivery_workers", K::number, "8", "deliveries the daemon runs in parallel (one process each)"},
     {"minimal_backoff_time", K::time, "5m", "retry schedule doubles from this"},
     {"maximal_backoff_time", K::time, "4h", "retry schedule doubles up to this"},
     {"maximal_queue_lifetime", K::time, "5d", "then a deferred recipient bounces"},

@@ -98,7 +98,8 @@ Logger::Logger(Logger&& other) noexcept
       path_(std::move(other.path_)),
       host_(std::move(other.host_)),
       file_(std::move(other.file_)),
-      sink_(std::exchange(other.sink_, nullptr)) {}
+      sink_(std::exchange(other.sink_, nullptr)),
+      echo_(other.echo_) {}
 
 Logger& Logger::operator=(Logger&& other) noexcept {
     if (this != &other) {
@@ -109,6 +110,7 @@ Logger& Logger::operator=(Logger&& other) noexcept {
         host_ = std::move(other.host_);
         file_ = std::move(other.file_);
         sink_ = std::exchange(other.sink_, nullptr);
+        echo_ = other.echo_;
     }
     return *this;
 }
@@ -120,6 +122,9 @@ Logger::~Logger() {
 
 void Logger::log(Severity severity, std::string_view text) const {
     std::string message = format_message(severity, text);
+    if (echo_ && kind_ != Kind::stderr_stream) {
+        write_line(STDERR_FILENO, fmt::format("{}[{}]: {}\n", tag_, ::getpid(), message));
+    }
     switch (kind_) {
         case Kind::none: return;
         case Kind::syslog:

@@ -57,6 +57,8 @@ public:
     Result<void> reopen();
     // The log file's descriptor, for a child that closes all others; -1 otherwise.
     int file_fd() const { return file_.get(); }
+    // sendmail -v: every line also goes to stderr, as the user watches delivery.
+    void echo_to_stderr(bool on) { echo_ = on; }
 
 private:
     enum class Kind { none, syslog, stderr_stream, file, capture };
@@ -68,6 +70,7 @@ private:
     std::string host_;   // Kind::file: short host name, as syslogd writes it
     UniqueFd file_;      // Kind::file
     std::vector<std::string>* sink_ = nullptr;  // Kind::capture
+    bool echo_ = false;
 };
 
 // "Nov 21 20:23:34 host mailroom/local[4242]: text\n" for local time `when`;

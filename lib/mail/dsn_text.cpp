@@ -56,20 +56,6 @@ void cut_to(std::string& text, size_t max_bytes) {
 
 }  // namespace
 
-std::string rfc5322_date(std::time_t when) {
-    static constexpr const char* days[] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
-    static constexpr const char* months[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
-                                             "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
-    struct tm tm {};
-    ::localtime_r(&when, &tm);
-    long offset_minutes = tm.tm_gmtoff / 60;
-    char sign = offset_minutes < 0 ? '-' : '+';
-    offset_minutes = std::labs(offset_minutes);
-    return fmt::format("{}, {} {} {} {:02}:{:02}:{:02} {}{:02}{:02}", days[tm.tm_wday % 7], tm.tm_mday,
-                       months[tm.tm_mon % 12], tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec, sign,
-                       offset_minutes / 60, offset_minutes % 60);
-}
-
 std::string typed_address(std::string_view address) {
     bool printable = true;
     for (unsigned char c : address) printable = printable && !(c & 0x80);

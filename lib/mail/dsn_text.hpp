@@ -9,6 +9,8 @@
 // Never: allocate without bound, read files, or depend on the locale.
 #pragma once
 
+#include "mail/mail_date.hpp"
+
 #include <cstddef>
 #include <ctime>
 #include <string>
@@ -16,9 +18,6 @@
 
 namespace mailroom::mail {
 
-// "Tue, 3 Jun 2025 14:02:11 +0200": RFC 5322 section 3.3, in local time with its
-// numeric offset (as Postfix and sendmail write Date:), English names whatever the locale.
-std::string rfc5322_date(std::time_t when);
 
 // RFC 3464 address field value: "rfc822; bob@example.org" when the address is
 // printable ASCII, else "utf-8; " with RFC 6533 utf-8-addr-xtext ("\x{F6}" for each

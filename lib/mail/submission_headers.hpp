@@ -7,6 +7,8 @@
 // caller passes the time, so a submission has one time and tests are exact).
 #pragma once
 
+#include "mail/mail_date.hpp"
+
 #include <sys/types.h>
 
 #include <ctime>
@@ -15,9 +17,6 @@
 
 namespace mailroom::mail {
 
-// RFC 5322 3.3 date-time in the local time zone: "Sat, 21 Nov 2026 20:23:34 +0000".
-// Day and month names are English whatever the locale; the day has two digits.
-std::string rfc5322_date(std::time_t when);
 
 // "Received: by HOST (mailroom, from userid UID)\n\tid QUEUEID; DATE\n",
 // the form of Postfix's pickup so that log and header analysers read it.

@@ -18,12 +18,12 @@ TEST_CASE("The Date is RFC 5322 in the local time zone", "[submission_headers]")
     {
         TimeZoneGuard tz("UTC0");
         CHECK(rfc5322_date(nov21) == "Sat, 21 Nov 2026 20:23:34 +0000");
-        CHECK(rfc5322_date(mar05) == "Thu, 05 Mar 2026 04:05:06 +0000");
+        CHECK(rfc5322_date(mar05) == "Thu, 5 Mar 2026 04:05:06 +0000");
         CHECK(date_header(nov21) == "Date: Sat, 21 Nov 2026 20:23:34 +0000\n");
     }
     {
         TimeZoneGuard tz("EST5");
-        CHECK(rfc5322_date(mar05) == "Wed, 04 Mar 2026 23:05:06 -0500");
+        CHECK(rfc5322_date(mar05) == "Wed, 4 Mar 2026 23:05:06 -0500");
     }
     {
         TimeZoneGuard tz("IST-5:30");

@@ -1,0 +1,38 @@
+// Queue submission: one message read from a descriptor (sendmail's stdin),
+// passed through the SubmissionFilter into a QueueWriter, and committed with its
+// envelope. The step between sendmail's options and the durable queue entry.
+//
+// Invariants: an entry is committed only when the whole input was read, every
+// recipient parsed, and the size is within the limit; on any failure the
+// temporary file is removed (nothing partial stays in the spool).
+// Must never: commit an entry without recipients, or report success before the
+// entry is on stable storage (QueueWriter::commit).
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "core/result.hpp"
+#include "mail/spool.hpp"
+#include "mail/submission.hpp"
+
+namespace mailroom::mail {
+
+struct SubmitRequest {
+    SubmissionSettings filter;        // queue_id and now are filled in here
+    std::string sender;               // "" = null sender, already parsed
+    std::vector<std::string> recipients;  // command-line recipients, already parsed
+};
+
+struct Submitted {
+    std::string id;
+    uint64_t size = 0;
+    size_t recipients = 0;
+};
+
+// Errors: errno EFBIG (over message_size_limit: exit 73), EDESTADDRREQ (no
+// recipient at all), an input error for a bad -t address (exit 65), any other
+// errno from the spool (exit 75).
+core::Result<Submitted> submit_message(const Spool& spool, SubmitRequest request, int input_fd);
+
+}  // namespace mailroom::mail

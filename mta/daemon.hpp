@@ -1,0 +1,30 @@
+// QueueDaemon: the delivery side of `mta -d`. A single-threaded loop (poll) that
+// reads queue IDs from the spool's trigger FIFO (a new submission starts at
+// once), scans queue/ every queue_run_delay for entries whose due time (mtime)
+// has come, and hands each entry to a forked worker, at most `workers` at a time.
+//
+// Invariants: the loop never forks while it holds anything but its own fds; an
+// entry is handed to one worker at a time (the in-flight set, and the entry's
+// lock across processes); memory does not grow with the queue (the scan streams
+// the folder, the wake-up backlog is bounded and falls back to a scan).
+// On SIGTERM/SIGINT it stops dispatching, lets workers finish for a grace period,
+// then kills the rest: their recorded state stays, the unrecorded attempt is retried.
+// Must never: deliver in the loop process itself, or block on one slow delivery.
+#pragma once
+
+#include <chrono>
+
+#include "mail/queue_runner.hpp"
+
+namespace mailroom::mta {
+
+struct DaemonSettings {
+    std::chrono::seconds queue_run_delay{300};
+    unsigned workers = 8;
+    std::chrono::seconds shutdown_grace{10};
+};
+
+// Runs until SIGTERM or SIGINT; returns the exit code.
+int run_queue_daemon(const mail::RunnerContext& context, const DaemonSettings& settings);
+
+}  // namespace mailroom::mta

@@ -1,0 +1,171 @@
+// mta — mailroom's queue runner and daemon.
+//
+// SYNOPSIS
+//   mta [-C FILE] -q [-I ID...]     try every queued message once (or just these), then exit
+//   mta [-C FILE] -d                daemon: start new submissions at once, scan every queue_run_delay
+//   mta [-C FILE] -bs               one SMTP session on stdin/stdout (not yet: exit 69)
+//   mta [-C FILE] -n | -N           print the keys that differ from the defaults / every key
+//
+// Local recipients go to their mailboxes as their users; a recipient that cannot
+// be delivered yet is retried on a doubling schedule and bounced after
+// maximal_queue_lifetime (docs/spool.md). Several `mta -q` and one `mta -d` may
+// run at once: a per-message lock keeps each message with one of them.
+//
+// EXIT STATUS
+//   0 the run completed (even when some messages stay deferred); 64 usage;
+//   75 the spool could not be read or a daemon already runs; 78 configuration.
+//
+// PRIVILEGES
+//   Run as root to deliver to every user (each mailbox is written in a child
+//   switched to its user). Run as another user it delivers only that user's mail
+//   and leaves the rest, untouched, to the root-run daemon.
+#include <sys/file.h>
+#include <sysexits.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstring>
+#include <exception>
+#include <string>
+#include <vector>
+
+#include <fmt/format.h>
+
+#include "core/config.hpp"
+#include "core/log.hpp"
+#include "core/unique_fd.hpp"
+#include "core/users.hpp"
+#include "daemon.hpp"
+#include "mail/queue_runner.hpp"
+
+namespace core = mailroom::core;
+namespace mail = mailroom::mail;
+
+namespace {
+
+constexpr const char* usage_line = "usage: mta [-C FILE] -q [-I ID...] | -d | -bs | -n | -N";
+
+enum class Mode { none, run_once, daemon, smtp_session, print_changed, print_all };
+
+struct Options {
+    std::string config_file;
+    Mode mode = Mode::none;
+    std::vector<std::string> ids;
+};
+
+int fail(int code, const std::string& what) {
+    std::fprintf(stderr, "mta: error: %s\n", what.c_str());
+    return code;
+}
+
+std::optional<int> parse_options(int argc, char** argv, Options& options) {
+    bool ids_follow = false;
+    for (int i = 1; i < argc; ++i) {
+        std::string arg = argv[i];
+        auto set_mode = [&](Mode mode) -> std::optional<int> {
+            if (options.mode != Mode::none && options.mode != mode) {
+                return fail(EX_USAGE, "choose one of -q, -d, -bs, -n, -N (" + std::string(usage_line) + ")");
+            }
+            options.mode = mode;
+            return std::nullopt;
+        };
+        std::optional<int> stop;
+        if (arg == "--help") {
+            std::printf("%s\nDeliver queued mail: once (-q), or as a daemon (-d).\n", usage_line);
+            return EX_OK;
+        } else if (arg == "--version") {
+            std::printf("mta (mailroom) %s\n", MAILROOM_VERSION);
+            return EX_OK;
+        } else if (arg == "-C" || arg.rfind("-C", 0) == 0) {
+            if (arg.size() > 2) options.config_file = arg.substr(2);
+            else if (i + 1 < argc) options.config_file = argv[++i];
+            else return fail(EX_USAGE, "option -C needs a value");
+        } else if (arg == "-q") {
+            stop = set_mode(Mode::run_once);
+        } else if (arg == "-I") {
+            ids_follow = true;
+        } else if (arg == "-d") {
+            stop = set_mode(Mode::daemon);
+        } else if (arg == "-bs") {
+            stop = set_mode(Mode::smtp_session);
+        } else if (arg == "-n") {
+            stop = set_mode(Mode::print_changed);
+        } else if (arg == "-N") {
+            stop = set_mode(Mode::print_all);
+        } else if (ids_follow && arg[0] != '-') {
+            if (!mail::is_valid_queue_id(arg)) return fail(EX_USAGE, "'" + arg + "' is not a queue ID");
+            options.ids.push_back(arg);
+        } else {
+            return fail(EX_USAGE, "bad option " + arg + " (" + usage_line + ")");
+        }
+        if (stop) return stop;
+    }
+    if (options.mode == Mode::none) return fail(EX_USAGE, std::string("nothing to do (") + usage_line + ")");
+    if (ids_follow && (options.mode != Mode::run_once || options.ids.empty())) {
+        return fail(EX_USAGE, "-I takes one or more queue IDs, with -q");
+    }
+    return std::nullopt;
+}
+
+core::Logger open_log(const std::string& role, const std::string& destination) {
+    auto opened = core::Logger::open(role, destination);
+    return opened ? std::move(*opened) : core::Logger::to_stderr(role);
+}
+
+int run(const Options& options) {
+    auto config = core::Config::load_for_program(options.config_file);
+    if (!config) return fail(EX_CONFIG, config.error().message());
+    if (options.mode == Mode::print_changed || options.mode == Mode::print_all) {
+        std::fputs(config->dump(options.mode == Mode::print_all).c_str(), stdout);
+        return EX_OK;
+    }
+    if (options.mode == Mode::smtp_session) return fail(EX_UNAVAILABLE, "-bs is not supported yet (no SMTP engine)");
+
+    auto spool = mail::Spool::open(config->str("spool_dir"));
+    if (!spool) return fail(EX_TEMPFAIL, "cannot open the spool (" + spool.error().message() + ")");
+    const std::string& destination = config->str("log");
+    core::Logger qmgr = open_log("qmgr", destination), local = open_log("local", destination),
+                 bounce = open_log("bounce", destination);
+    auto settings = mail::QueueSettings::from_config(*config);
+    core::NssUserDb users;
+    mail::RunnerContext context{*spool, settings, users, {qmgr, local, bounce}};
+
+    if (options.mode == Mode::daemon) {
+        // One daemon per spool: a second one would only double the scans.
+        std::string lock_path = spool->dir() + "/daemon.lock";
+        core::UniqueFd lock(::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
+        if (!lock || ::flock(lock.get(), LOCK_EX | LOCK_NB) != 0) {
+            return fail(EX_TEMPFAIL, "another mta -d runs on " + spool->dir() + " (" + lock_path + " is locked)");
+        }
+        mailroom::mta::DaemonSettings daemon;
+        daemon.queue_run_delay = config->duration("queue_run_delay");
+        daemon.workers = static_cast<unsigned>(config->number("delivery_workers"));
+        return mailroom::mta::run_queue_daemon(context, daemon);
+    }
+    if (!options.ids.empty()) {
+        for (const auto& id : options.ids) {
+            auto run = mail::run_entry_and_notices(context, id, true);
+            if (run.outcome == mail::EntryRun::Outcome::gone) {
+                std::fprintf(stderr, "mta: warning: %s is not in the queue (delivered or held)\n", id.c_str());
+            }
+        }
+        return EX_OK;
+    }
+    spool->sweep_tmp(::time(nullptr), 86400);
+    auto summary = mail::run_queue_once(context, true);
+    if (!summary) return fail(EX_TEMPFAIL, "cannot scan the queue (" + summary.error().message() + ")");
+    return EX_OK;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    try {
+        Options options;
+        if (auto stop = parse_options(argc, argv, options)) return *stop;
+        return run(options);
+    } catch (const std::exception&) {
+        std::fputs("mta: error: internal error (unexpected exception)\n", stderr);
+        return EX_SOFTWARE;
+    }
+}

@@ -1,0 +1,174 @@
+// sendmail — mailroom's sendmail(1)-compatible submission program.
+//
+// SYNOPSIS
+//   sendmail [-t] [-i|-oi] [-f SENDER] [-F NAME] [-odi|-odb|-odq] [-v] [-C FILE] [--] [RECIPIENT...]
+//   sendmail -bp | -bi | -bs | -bd | -bv ADDRESS... | -q[INTERVAL]
+//
+// Reads a message on standard input, adds the headers it lacks (From:, Date:,
+// Message-ID:) and a Received: header, and queues it durably in spool_dir for
+// the recipients given (and, with -t, those of To:/Cc:/Bcc:, Bcc: removed).
+// Without -i a line holding only "." ends the message. Then, by default (-odb),
+// it wakes the running `mta -d`, or starts `mta -q -I ID` in the background when
+// none runs; -odi delivers before exiting, -odq only queues. The other modes hand
+// over to mailq (-bp), newaliases (-bi), mta (-bs, -bd, -q) and mailctl (-bv).
+//
+// EXIT STATUS
+//   0 the message is on stable storage in the queue; 64 usage (no recipients and
+//   no -t); 65 an address that does not parse, or -t found none; 73 message over
+//   message_size_limit; 75 the spool could not take it (full disk...); 78 configuration.
+//
+// PRIVILEGES
+//   Meant to be installed set-uid to the spool's owner (never root): queue files
+//   belong to that owner, not to the submitter (docs/security.md). Run as root,
+//   it writes them for that owner too.
+#include <fcntl.h>
+#include <sysexits.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <exception>
+#include <string>
+#include <vector>
+
+#include <fmt/format.h>
+
+#include "core/config.hpp"
+#include "core/log.hpp"
+#include "core/users.hpp"
+#include "mail/address.hpp"
+#include "mail/queue_runner.hpp"
+#include "mail/queue_submission.hpp"
+#include "mail/sendmail_options.hpp"
+#include "sibling_exec.hpp"
+
+namespace core = mailroom::core;
+namespace mail = mailroom::mail;
+using mailroom::mta::exec_sibling;
+using mailroom::mta::spawn_sibling;
+
+namespace {
+
+int fail(int code, const std::string& what) {
+    std::fprintf(stderr, "sendmail: error: %s\n", what.c_str());
+    return code;
+}
+
+std::vector<std::string> with_config(std::vector<std::string> args, const mail::SendmailOptions& options) {
+    if (options.config_file) args.insert(args.begin(), {"-C", *options.config_file});
+    return args;
+}
+
+// The other modes are other programs' jobs: hand over, keeping -C.
+int hand_over(const mail::SendmailOptions& options) {
+    switch (options.mode) {
+    case mail::SendmailMode::list_queue: return exec_sibling("mailq", with_config({}, options));
+    case mail::SendmailMode::rebuild_aliases: return exec_sibling("newaliases", with_config({}, options));
+    case mail::SendmailMode::smtp_session: return exec_sibling("mta", with_config({"-bs"}, options));
+    case mail::SendmailMode::daemon: return exec_sibling("mta", with_config({"-d"}, options));
+    case mail::SendmailMode::run_queue:
+        return exec_sibling("mta", with_config({options.queue_interval ? "-d" : "-q"}, options));
+    case mail::SendmailMode::verify: {
+        std::vector<std::string> args{"trace"};
+        args.insert(args.end(), options.recipients.begin(), options.recipients.end());
+        return exec_sibling("mailctl", with_config(args, options));
+    }
+    default: return EX_SOFTWARE;
+    }
+}
+
+int submit(const mail::SendmailOptions& options, const core::Config& config) {
+    if (options.recipients.empty() && !options.recipients_from_headers) {
+        return fail(EX_USAGE, "no recipients given and no -t (usage: sendmail [options] [--] recipient...)");
+    }
+    mail::SubmitRequest request;
+    for (const auto& given : options.recipients) {
+        auto address = mail::Address::parse(given, mail::ParseMode::bare);
+        if (!address || address->is_null()) {
+            return fail(EX_DATAERR, "bad recipient address '" + given + "' (" +
+                                        (address ? std::string("empty address") : address.error().message()) + ")");
+        }
+        request.recipients.push_back(address->str());
+    }
+    core::NssUserDb users;
+    uid_t uid = ::getuid();
+    auto me = users.find_uid(uid);
+    std::string login = me && *me ? (*me)->name : std::to_string(uid);
+    const std::string& hostname = config.str("myhostname");
+    if (options.sender) {
+        auto sender = mail::Address::parse(*options.sender, mail::ParseMode::bare, mail::ParseFlags{.allow_null = true});
+        if (!sender) return fail(EX_DATAERR, "bad sender address '" + *options.sender + "' (" + sender.error().message() + ")");
+        request.sender = sender->str();
+    } else {
+        request.sender = login + "@" + hostname;
+    }
+    request.filter.myhostname = hostname;
+    request.filter.login = login;
+    request.filter.uid = uid;
+    request.filter.full_name = options.full_name ? *options.full_name
+                               : me && *me       ? core::gecos_full_name((*me)->gecos, login)
+                                                 : "";
+    request.filter.recipients_from_headers = options.recipients_from_headers;
+    request.filter.dot_ends_message = options.dot_ends_message;
+    request.filter.size_limit = config.size("message_size_limit");
+
+    auto spool = mail::Spool::open(config.str("spool_dir"));
+    if (!spool) return fail(EX_TEMPFAIL, "cannot open the queue (" + spool.error().message() + ")");
+    std::string sender = request.sender;
+    auto queued = mail::submit_message(*spool, std::move(request), STDIN_FILENO);
+    if (!queued) {
+        int err = queued.error().errno_value();
+        if (err == EFBIG) return fail(EX_CANTCREAT, "message larger than message_size_limit (nothing queued)");
+        if (err == EDESTADDRREQ) return fail(EX_DATAERR, "no recipient addresses found in the message header");
+        if (err == 0) return fail(EX_DATAERR, queued.error().message());
+        return fail(EX_TEMPFAIL, "cannot queue the message (" + queued.error().message() + "); nothing was queued");
+    }
+    auto pickup = core::Logger::open("pickup", config.str("log"));
+    if (pickup) {
+        pickup->info(fmt::format("{}: uid={} from=<{}>", queued->id, uid, sender.empty() ? login : sender));
+    }
+    if (options.verbose) std::fprintf(stderr, "sendmail: queued as %s\n", queued->id.c_str());
+
+    if (options.delivery == mail::DeliveryMode::queue_only) return EX_OK;
+    if (options.delivery == mail::DeliveryMode::background) {
+        if (!spool->wake_daemon(queued->id)) spawn_sibling("mta", with_config({"-q", "-I", queued->id}, options));
+        return EX_OK;
+    }
+    // -odi: deliver now, in this process; the message is queued whatever happens.
+    const std::string& destination = config.str("log");
+    auto open_log = [&](const char* role) {
+        auto log = core::Logger::open(role, destination);
+        core::Logger out = log ? std::move(*log) : core::Logger::to_stderr(role);
+        out.echo_to_stderr(options.verbose);
+        return out;
+    };
+    core::Logger qmgr = open_log("qmgr"), local = open_log("local"), bounce = open_log("bounce");
+    auto settings = mail::QueueSettings::from_config(config);
+    mail::RunnerContext context{*spool, settings, users, {qmgr, local, bounce}};
+    mail::run_entry_and_notices(context, queued->id, true);
+    return EX_OK;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    try {
+        auto options = mail::parse_sendmail_options(std::vector<std::string>(argv + 1, argv + argc));
+        if (!options) return fail(EX_USAGE, options.error().message());
+        if (options->mode == mail::SendmailMode::help) {
+            std::puts("usage: sendmail [-t] [-i] [-f SENDER] [-F NAME] [-odi|-odb|-odq] [-v] [-C FILE] [--] recipient...\n"
+                      "Queue the message on standard input for delivery.");
+            return EX_OK;
+        }
+        if (options->mode == mail::SendmailMode::version) {
+            std::printf("sendmail (mailroom) %s\n", MAILROOM_VERSION);
+            return EX_OK;
+        }
+        if (options->mode != mail::SendmailMode::deliver) return hand_over(*options);
+        auto config = core::Config::load_for_program(options->config_file ? *options->config_file : "");
+        if (!config) return fail(EX_CONFIG, config.error().message());
+        return submit(*options, *config);
+    } catch (const std::exception&) {
+        std::fputs("sendmail: error: internal error (unexpected exception)\n", stderr);
+        return EX_SOFTWARE;
+    }
+}

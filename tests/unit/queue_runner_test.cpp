@@ -1,0 +1,201 @@
+// Queue runner: one attempt at one queued message (SPEC sections 3, 4, 8, 9).
+#include "mail/queue_runner.hpp"
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <catch2/catch.hpp>
+#include <map>
+#include <string>
+
+#include "support/test_support.hpp"
+
+using namespace mailroom;
+using namespace mailroom::mail;
+using mailroom::test::slurp;
+using mailroom::test::TempDir;
+
+namespace {
+
+// Every name resolves to the test's own account, with a mailbox per name.
+class OwnAccounts final : public core::UserDb {
+public:
+    core::Result<std::optional<core::UserInfo>> find(std::string_view name) const override {
+        if (name == "nobody-here" || name == "postmaster") return std::optional<core::UserInfo>();
+        return std::optional<core::UserInfo>(core::UserInfo{std::string(name), ::geteuid(), ::getegid(), "/", "/bin/sh", ""});
+    }
+    core::Result<std::optional<core::UserInfo>> find_uid(uid_t) const override { return std::optional<core::UserInfo>(); }
+};
+
+struct Harness {
+    TempDir tmp;
+    std::vector<std::string> qmgr_lines, local_lines, bounce_lines;
+    core::Logger qmgr = core::Logger::capture("qmgr", &qmgr_lines);
+    core::Logger local = core::Logger::capture("local", &local_lines);
+    core::Logger bounce = core::Logger::capture("bounce", &bounce_lines);
+    Spool spool = std::move(*Spool::open(tmp.path + "/spool"));
+    QueueSettings settings;
+    OwnAccounts users;
+
+    Harness() {
+        settings.myhostname = "host.example";
+        settings.mydestination = {"host.example", "localhost"};
+        settings.recipient_delimiter = "+";
+        settings.local.mail_spool_dir = tmp.path;
+        settings.local.hostname = "host.example";
+        settings.local.locks.timeout = std::chrono::milliseconds(500);
+    }
+    RunnerContext context() { return RunnerContext{spool, settings, users, {qmgr, local, bounce}}; }
+
+    std::string submit(std::string sender, std::vector<std::string> recipients, std::time_t arrival = ::time(nullptr)) {
+        auto writer = QueueWriter::begin(spool);
+        REQUIRE(writer);
+        REQUIRE(writer->write("From: " + sender + "\nSubject: test\n\nhello\n"));
+        Envelope envelope{std::move(sender), std::move(recipients), 1000, static_cast<uint64_t>(arrival) * 1'000'000};
+        REQUIRE(writer->commit(envelope));
+        return writer->id();
+    }
+    std::vector<std::string> queued() {
+        std::vector<std::string> ids;
+        REQUIRE(spool.for_each_entry(QueueFolder::queue, [&](const std::string& id) {
+            ids.push_back(id);
+            return true;
+        }));
+        return ids;
+    }
+    std::string mailbox(const std::string& user) { return slurp(tmp.path + "/" + user); }
+};
+
+bool any_line_contains(const std::vector<std::string>& lines, const std::string& text) {
+    for (const auto& line : lines) {
+        if (line.find(text) != std::string::npos) return true;
+    }
+    return false;
+}
+
+}  // namespace
+
+TEST_CASE("Local recipients go to their mailboxes, then the entry is removed, each step logged", "[runner]") {
+    Harness h;
+    auto id = h.submit("alice@host.example", {"bob@host.example", "carol+news@HOST.example", "dave"});
+    auto run = run_entry(h.context(), id, ::time(nullptr), false);
+    CHECK(run.outcome == EntryRun::Outcome::finished);
+    CHECK(h.queued().empty());
+    CHECK_THAT(h.mailbox("bob"), Catch::Contains("Delivered-To: bob@host.example\n"));
+    CHECK_THAT(h.mailbox("carol"), Catch::Contains("Delivered-To: carol+news@host.example\n"));
+    CHECK_THAT(h.mailbox("dave"), Catch::Contains("Delivered-To: dave@host.example\n"));
+    CHECK_THAT(h.mailbox("bob"), Catch::StartsWith("From alice@host.example "));
+    CHECK(any_line_contains(h.qmgr_lines, id + ": from=<alice@host.example>, size=46, nrcpt=3 (queue active)"));
+    CHECK(any_line_contains(h.local_lines, id + ": to=<bob@host.example>, relay=local, delay="));
+    CHECK(any_line_contains(h.local_lines, "dsn=2.0.0, status=sent (delivered to mailbox)"));
+    CHECK(any_line_contains(h.qmgr_lines, id + ": removed"));
+}
+
+TEST_CASE("Unknown user: bounce 5.1.1, one RFC 3464 notice queued to the sender with the null sender", "[runner]") {
+    Harness h;
+    auto id = h.submit("alice@host.example", {"nobody-here@host.example", "bob@host.example"});
+    auto run = run_entry(h.context(), id, ::time(nullptr), false);
+    CHECK(run.outcome == EntryRun::Outcome::finished);
+    REQUIRE(run.notices.size() == 1);
+    CHECK(any_line_contains(h.local_lines, "to=<nobody-here@host.example>, relay=local"));
+    CHECK(any_line_contains(h.local_lines, "dsn=5.1.1, status=bounced (unknown user: \"nobody-here\")"));
+    CHECK(any_line_contains(h.bounce_lines, id + ": sender non-delivery notification: " + run.notices[0]));
+    auto notice = read_entry(h.spool, QueueFolder::queue, run.notices[0]);
+    REQUIRE(notice);
+    CHECK(notice->envelope.sender.empty());
+    CHECK(notice->envelope.recipients == std::vector<std::string>{"alice@host.example"});
+
+    // Delivering the notice puts a multipart/report into alice's mailbox.
+    auto notice_run = run_entry(h.context(), run.notices[0], ::time(nullptr), false);
+    CHECK(notice_run.outcome == EntryRun::Outcome::finished);
+    CHECK_THAT(h.mailbox("alice"), Catch::Contains("report-type=delivery-status"));
+    CHECK_THAT(h.mailbox("alice"), Catch::Contains("Final-Recipient: rfc822; nobody-here@host.example"));
+    CHECK_THAT(h.mailbox("alice"), Catch::StartsWith("From MAILER-DAEMON "));
+}
+
+TEST_CASE("A deferred recipient waits for its next try, with the reason kept; requeue makes it due", "[runner]") {
+    Harness h;
+    auto id = h.submit("alice@host.example", {"x@far.example"});
+    std::time_t now = ::time(nullptr);
+    auto run = run_entry(h.context(), id, now, false);
+    CHECK(run.outcome == EntryRun::Outcome::waiting);
+    auto seen = read_entry(h.spool, QueueFolder::queue, id);
+    REQUIRE(seen);
+    CHECK(seen->state.recipients[0].phase == RecipientPhase::deferred);
+    CHECK(seen->state.recipients[0].text == "remote delivery not configured");
+    CHECK(seen->state.recipients[0].next_try == now + 300);
+    struct stat st {};
+    REQUIRE(::stat(h.spool.entry_path(QueueFolder::queue, id).c_str(), &st) == 0);
+    CHECK(st.st_mtime == now + 300);
+    CHECK(any_line_contains(h.qmgr_lines, "to=<x@far.example>, relay=none, delay="));
+    CHECK(any_line_contains(h.qmgr_lines, "dsn=4.3.5, status=deferred (remote delivery not configured)"));
+
+    // Not due yet: a scheduled run leaves it alone; mta -q (force) tries it again.
+    h.qmgr_lines.clear();
+    run_entry(h.context(), id, now + 10, false);
+    CHECK_FALSE(any_line_contains(h.qmgr_lines, "status=deferred"));
+    run_entry(h.context(), id, now + 10, true);
+    seen = read_entry(h.spool, QueueFolder::queue, id);
+    REQUIRE(seen);
+    CHECK(seen->state.recipients[0].attempts == 2);
+    CHECK(seen->state.recipients[0].next_try == now + 10 + 600);  // the backoff doubled
+}
+
+TEST_CASE("Past maximal_queue_lifetime a deferred recipient bounces with 5.4.7", "[runner]") {
+    Harness h;
+    std::time_t now = ::time(nullptr);
+    auto id = h.submit("alice@host.example", {"x@far.example"}, now - 6 * 86400);
+    auto run = run_entry(h.context(), id, now, false);
+    CHECK(run.outcome == EntryRun::Outcome::finished);
+    REQUIRE(run.notices.size() == 1);
+    CHECK(any_line_contains(h.qmgr_lines, id + ": from=<alice@host.example>, status=expired, returned to sender"));
+    CHECK(any_line_contains(h.qmgr_lines, "dsn=5.4.7, status=bounced (delivery time expired"));
+}
+
+TEST_CASE("One delay notice after delay_warning_time, never two", "[runner]") {
+    Harness h;
+    std::time_t now = ::time(nullptr);
+    auto id = h.submit("alice@host.example", {"x@far.example"}, now - 5 * 3600);
+    auto first = run_entry(h.context(), id, now, true);
+    CHECK(first.outcome == EntryRun::Outcome::waiting);
+    REQUIRE(first.notices.size() == 1);
+    CHECK(any_line_contains(h.bounce_lines, id + ": sender delay notification: " + first.notices[0]));
+    auto second = run_entry(h.context(), id, now + 1, true);
+    CHECK(second.notices.empty());
+}
+
+TEST_CASE("A failure of a message with the null sender goes to postmaster; a failed notice to postmaster is dropped",
+          "[runner]") {
+    Harness h;
+    auto id = h.submit("", {"nobody-here@host.example"});
+    auto run = run_entry_and_notices(h.context(), id, false);
+    CHECK(run.outcome == EntryRun::Outcome::finished);
+    REQUIRE(run.notices.size() == 1);
+    CHECK(any_line_contains(h.bounce_lines, id + ": postmaster non-delivery notification: " + run.notices[0]));
+    // postmaster does not exist in this test: that notice fails and is dropped, not looped.
+    CHECK(any_line_contains(h.bounce_lines, "postmaster non-delivery notification dropped"));
+    CHECK(h.queued().empty());
+}
+
+TEST_CASE("A corrupt entry is quarantined with a log line and the rest of the queue is delivered", "[runner]") {
+    Harness h;
+    auto bad = h.submit("alice@host.example", {"bob"});
+    auto good = h.submit("alice@host.example", {"carol"});
+    mailroom::test::spit(h.spool.entry_path(QueueFolder::queue, bad), "mailroom-queue 7 garbage\n");
+    auto summary = run_queue_once(h.context(), true);
+    REQUIRE(summary);
+    CHECK(summary->quarantined == 1);
+    CHECK(summary->finished == 1);
+    CHECK(any_line_contains(h.qmgr_lines, "warning: " + bad + ": quarantined: "));
+    CHECK_THAT(h.mailbox("carol"), Catch::Contains("hello"));
+    CHECK(h.queued().empty());
+}
+
+TEST_CASE("A bad recipient address in an entry bounces with 5.1.3 instead of stopping the entry", "[runner]") {
+    Harness h;
+    auto id = h.submit("alice@host.example", {"bad address@@x", "bob"});
+    auto run = run_entry(h.context(), id, ::time(nullptr), false);
+    CHECK(run.outcome == EntryRun::Outcome::finished);
+    CHECK(any_line_contains(h.qmgr_lines, "dsn=5.1.3, status=bounced"));
+    CHECK_THAT(h.mailbox("bob"), Catch::Contains("hello"));
+}
