@@ -102,6 +102,7 @@ int submit(const mail::SendmailOptions& options, const core::Config& config) {
         request.sender = login + "@" + hostname;
     }
     request.filter.myhostname = hostname;
+    request.default_domain = hostname;
     request.filter.login = login;
     request.filter.uid = uid;
     request.filter.full_name = options.full_name ? *options.full_name

@@ -37,6 +37,9 @@ core::Result<Submitted> submit_message(const Spool& spool, SubmitRequest request
             // The filter vouches that each parses; the canonical form keeps duplicates out.
             auto address = Address::parse(given, ParseMode::bare);
             std::string recipient = address ? address->str() : given;
+            if (address && !address->has_domain() && !request.default_domain.empty()) {
+                recipient += "@" + request.default_domain;
+            }
             if (std::find(envelope.recipients.begin(), envelope.recipients.end(), recipient) == envelope.recipients.end()) {
                 envelope.recipients.push_back(recipient);
             }
