@@ -20,7 +20,7 @@ BIN = os.environ.get("MAILROOM_BIN") or os.path.join(
 NSS_WRAPPER = "/usr/lib/x86_64-linux-gnu/libnss_wrapper.so"
 UID_WRAPPER = "/usr/lib/x86_64-linux-gnu/libuid_wrapper.so"
 IS_ROOT = os.geteuid() == 0
-USERS = ["alice", "bob", "carol", "dave"]
+USERS = ["alice", "bob", "carol", "dave", "postmaster"]
 FIRST_UID = 20001
 
 
@@ -60,8 +60,10 @@ class Sandbox:
         group.append(f"users:x:100:{','.join(USERS)}")
         self.passwd = self.write("passwd", "\n".join(passwd) + "\n")
         self.group = self.write("group", "\n".join(group) + "\n")
+        self.spool = os.path.join(self.dir, "spool")
         settings = {
             "myhostname": "test.example",
+            "spool_dir": self.spool,
             "mail_spool_dir": self.mail,
             "log": self.log,
             "lock_timeout": "10s",
@@ -97,6 +99,33 @@ class Sandbox:
             message = message.encode()
         return subprocess.run([os.path.join(BIN, "mda")] + list(args), input=message,
                               capture_output=True, env=self.env(), timeout=kwargs.get("timeout", 120))
+
+    def run(self, program, args, message=None, **kwargs):
+        """Runs a built program (sendmail, mta, mailq, mailctl) with the sandbox's
+        configuration and users; returns the CompletedProcess (bytes)."""
+        if isinstance(message, str):
+            message = message.encode()
+        return subprocess.run([os.path.join(BIN, program)] + list(args),
+                              input=message if message is not None else b"",
+                              capture_output=True, env=self.env(**kwargs.get("env", {})),
+                              timeout=kwargs.get("timeout", 120))
+
+    def sendmail(self, args, message, **kwargs):
+        return self.run("sendmail", args, message, **kwargs)
+
+    def mta(self, args, **kwargs):
+        return self.run("mta", args, **kwargs)
+
+    def popen(self, program, args, **kwargs):
+        """Starts a built program in the background (e.g. mta -d); the caller ends it."""
+        return subprocess.Popen([os.path.join(BIN, program)] + list(args), env=self.env(),
+                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, **kwargs)
+
+    def queued(self, folder="queue"):
+        """Queue IDs in a spool folder (queue, hold, quarantine, tmp)."""
+        path = os.path.join(self.spool, folder)
+        return sorted(os.listdir(path)) if os.path.isdir(path) else []
 
     def popen_mda(self, args, **kwargs):
         return subprocess.Popen([os.path.join(BIN, "mda")] + list(args), env=self.env(),
