@@ -68,7 +68,7 @@ public:
 
     bool ended_by_dot() const { return ended_by_dot_; }
     // -t: the recipients of To:, Cc:, Bcc: (or of Resent-To:, Resent-Cc:, Resent-Bcc:
-    // when any Resent- field exists), in order, each an addr-spec text that
+    // when any Resent- field exists), in order, duplicates kept, each an addr-spec text that
     // Address::parse(.., ParseMode::bare) accepts. Filled when the header section ends;
     // a list or address that does not parse is an input error (the caller exits 65)
     // naming the field and the address, returned by that call (feed or finish) and all later.
