@@ -127,6 +127,9 @@ int submit(const mail::SendmailOptions& options, const core::Config& config) {
     if (pickup) {
         pickup->info(fmt::format("{}: uid={} from=<{}>", queued->id, uid, sender.empty() ? login : sender));
     }
+    if (auto cleanup = core::Logger::open("cleanup", config.str("log")); cleanup && !queued->message_id.empty()) {
+        cleanup->info(fmt::format("{}: message-id={}", queued->id, queued->message_id));
+    }
     if (options.verbose) std::fprintf(stderr, "sendmail: queued as %s\n", queued->id.c_str());
 
     if (options.delivery == mail::DeliveryMode::queue_only) return EX_OK;

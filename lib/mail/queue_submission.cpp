@@ -47,7 +47,7 @@ core::Result<Submitted> submit_message(const Spool& spool, SubmitRequest request
     }
     if (envelope.recipients.empty()) return core::unexpected_errno("no recipient addresses found", EDESTADDRREQ);
     if (auto r = writer->commit(envelope); !r) return core::unexpected(r.error());
-    return Submitted{writer->id(), writer->size(), envelope.recipients.size()};
+    return Submitted{writer->id(), writer->size(), envelope.recipients.size(), filter.message_id()};
 }
 
 }  // namespace mailroom::mail

@@ -31,6 +31,7 @@ struct Submitted {
     std::string id;
     uint64_t size = 0;
     size_t recipients = 0;
+    std::string message_id;
 };
 
 // Errors: errno EFBIG (over message_size_limit: exit 73), EDESTADDRREQ (no

@@ -214,17 +214,30 @@ void SubmissionFilter::overflow_header_section() {
 
 void SubmissionFilter::write_headers(std::string_view section, bool added_first) {
     bool has_from = false, has_date = false, has_message_id = false;
-    for_each_field(section, [&](std::string_view name, std::string_view) {
+    for_each_field(section, [&](std::string_view name, std::string_view field) {
         has_from = has_from || iequals_ascii(name, "From");
         has_date = has_date || iequals_ascii(name, "Date");
-        has_message_id = has_message_id || iequals_ascii(name, "Message-ID");
+        if (!has_message_id && iequals_ascii(name, "Message-ID")) {
+            has_message_id = true;
+            message_id_ = std::string(field);
+        }
     });
     if (settings_.recipients_from_headers) collect_recipients(section);
     const auto& s = settings_;
     std::string added;
     if (!has_from) added += from_header(s.full_name, s.login, s.myhostname);
     if (!has_date) added += date_header(s.now);
-    if (!has_message_id) added += message_id_header(s.now, s.queue_id, s.myhostname);
+    if (!has_message_id) {
+        message_id_ = message_id_header(s.now, s.queue_id, s.myhostname);
+        added += message_id_;
+    }
+    // The value alone, unfolded, for the log's message-id= (SPEC section 9).
+    message_id_.erase(0, std::min(message_id_.find(':') + 1, message_id_.size()));
+    for (char& c : message_id_) {
+        if (c == '\n' || c == '\r' || c == '\t') c = ' ';
+    }
+    while (!message_id_.empty() && message_id_.front() == ' ') message_id_.erase(0, 1);
+    while (!message_id_.empty() && message_id_.back() == ' ') message_id_.pop_back();
 
     emit(received_header(s.myhostname, s.uid, s.queue_id, s.now));
     if (added_first) emit(added);

@@ -75,6 +75,8 @@ public:
     const std::vector<std::string>& header_recipients() const { return recipients_; }
     // Bytes given to the sink so far.
     uint64_t size() const { return sink_bytes_; }
+    // The Message-ID value (given or generated) once the header section has ended.
+    const std::string& message_id() const { return message_id_; }
 
 private:
     // Line-end and dot state of the input (before CR LF → LF).
@@ -100,6 +102,7 @@ private:
     LineState line_state_ = LineState::start;
     bool in_header_ = true;
     bool ended_by_dot_ = false;
+    std::string message_id_;
     bool input_ended_ = false;
 
     std::string header_;      // the header section held so far (after CR LF → LF)

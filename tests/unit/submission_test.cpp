@@ -44,6 +44,7 @@ struct Outcome {
     bool ended_by_dot = false;
     Strings recipients;
     uint64_t size = 0;
+    std::string message_id;
     std::optional<mailroom::core::Error> error;  // of the first call that failed
 };
 
@@ -64,6 +65,7 @@ Outcome run(std::string_view input, const SubmissionSettings& s, size_t piece = 
     o.ended_by_dot = filter.ended_by_dot();
     o.recipients = filter.header_recipients();
     o.size = filter.size();
+    o.message_id = filter.message_id();
     return o;
 }
 
@@ -344,4 +346,10 @@ TEST_CASE("A sink error stops the submission and is returned from then on", "[su
     CHECK_FALSE(f.finish());
     CHECK(calls == 1);
     CHECK(f.size() == 0);
+}
+
+TEST_CASE("The Message-ID given or generated is known for the log's message-id= line", "[submission]") {
+    CHECK(run("Subject: x\n\nbody\n", settings()).message_id == "<20261121202334.4ZabcDEF12@host.example.org>");
+    CHECK(run("Message-ID:\n <given@x.example>\nSubject: x\n\nbody\n", settings()).message_id == "<given@x.example>");
+    CHECK(run("hello\n", settings()).message_id == "<20261121202334.4ZabcDEF12@host.example.org>");
 }
