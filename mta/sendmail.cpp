@@ -125,7 +125,7 @@ int submit(const mail::SendmailOptions& options, const core::Config& config) {
     }
     auto pickup = core::Logger::open("pickup", config.str("log"));
     if (pickup) {
-        pickup->info(fmt::format("{}: uid={} from=<{}>", queued->id, uid, sender.empty() ? login : sender));
+        pickup->info(fmt::format("{}: uid={} from=<{}>", queued->id, uid, sender));
     }
     if (options.verbose) std::fprintf(stderr, "sendmail: queued as %s\n", queued->id.c_str());
 
