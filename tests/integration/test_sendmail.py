@@ -7,7 +7,6 @@ lines, no header at all). Options and callers: test_sendmail_flags.py; exit
 codes: test_sendmail_errors.py.
 """
 import email.utils
-import re
 import time
 
 import mrtest

@@ -218,13 +218,6 @@ class DeliveryModes(SendmailCase):
         daemon.send_signal(signal.SIGTERM)
         self.assertEqual(daemon.wait(timeout=30), 0)
 
-    def test_with_a_running_daemon_dash_odq_still_only_queues(self):
-        self.start_daemon()
-        self.submit(["-odq", "bob"], SIMPLE)
-        time.sleep(0.5)
-        self.assertEqual(len(self.box.queued()), 1)
-        self.assertEqual(self.stored("bob"), [])
-
 
 class OtherModes(SendmailCase):
     def test_dash_v_reports_the_delivery_steps_on_stderr(self):
