@@ -125,7 +125,7 @@ int submit(const mail::SendmailOptions& options, const core::Config& config) {
     }
     auto pickup = core::Logger::open("pickup", config.str("log"));
     if (pickup) {
-        pickup->info(fmt::format("{}: uid={} from=<{}>", queued->id, uid, sender.empty() ? login : sender));
+        pickup->info(fmt::format("{}: uid={} from=<{}>", queued->id, uid, sender));
     }
     if (auto cleanup = core::Logger::open("cleanup", config.str("log")); cleanup && !queued->message_id.empty()) {
         cleanup->info(fmt::format("{}: message-id={}", queued->id, queued->message_id));

@@ -9,6 +9,19 @@
 
 namespace mailroom::mail {
 
+namespace {
+
+// Postfix's append_at_myorigin: "bob" and "bob@host" are one address, and a
+// notice to a sender given as "root" (cron's -f root) reaches root@host.
+std::string qualified(const std::string& given, const std::string& default_domain) {
+    auto address = Address::parse(given, ParseMode::bare);
+    if (!address) return given;
+    if (!address->has_domain() && !default_domain.empty()) return address->str() + "@" + default_domain;
+    return address->str();
+}
+
+}  // namespace
+
 core::Result<Submitted> submit_message(const Spool& spool, SubmitRequest request, int input_fd) {
     auto writer = QueueWriter::begin(spool);
     if (!writer) return core::unexpected(writer.error());
@@ -27,7 +40,7 @@ core::Result<Submitted> submit_message(const Spool& spool, SubmitRequest request
     if (auto r = filter.finish(); !r) return core::unexpected(r.error());
 
     Envelope envelope;
-    envelope.sender = request.sender;
+    envelope.sender = request.sender.empty() ? "" : qualified(request.sender, request.default_domain);
     envelope.submitter_uid = request.filter.uid;
     envelope.arrival_micros = static_cast<uint64_t>(now.tv_sec) * 1'000'000 + static_cast<uint64_t>(now.tv_usec);
     // -t recipients first, in header order, then the command line's; each once.
@@ -35,11 +48,7 @@ core::Result<Submitted> submit_message(const Spool& spool, SubmitRequest request
     for (const auto* list : lists) {
         for (const auto& given : *list) {
             // The filter vouches that each parses; the canonical form keeps duplicates out.
-            auto address = Address::parse(given, ParseMode::bare);
-            std::string recipient = address ? address->str() : given;
-            if (address && !address->has_domain() && !request.default_domain.empty()) {
-                recipient += "@" + request.default_domain;
-            }
+            std::string recipient = qualified(given, request.default_domain);
             if (std::find(envelope.recipients.begin(), envelope.recipients.end(), recipient) == envelope.recipients.end()) {
                 envelope.recipients.push_back(recipient);
             }

@@ -22,8 +22,8 @@ struct SubmitRequest {
     SubmissionSettings filter;        // queue_id and now are filled in here
     std::string sender;               // "" = null sender, already parsed
     std::vector<std::string> recipients;  // command-line recipients, already parsed
-    // Appended to a recipient without a domain (Postfix's append_at_myorigin), so
-    // that "bob" and "bob@host" are one recipient.
+    // Appended to a recipient or sender without a domain (Postfix's
+    // append_at_myorigin), so that "bob" and "bob@host" are one address.
     std::string default_domain;
 };
 
