@@ -63,7 +63,9 @@ int hand_over(const mail::SendmailOptions& options) {
     switch (options.mode) {
     case mail::SendmailMode::list_queue: return exec_sibling("mailq", with_config({}, options));
     case mail::SendmailMode::rebuild_aliases: return exec_sibling("newaliases", with_config({}, options));
-    case mail::SendmailMode::smtp_session: return exec_sibling("mta", with_config({"-bs"}, options));
+    case mail::SendmailMode::smtp_session:
+        // Until the SMTP engine exists (mta -bs would say the same, under its own name).
+        return fail(EX_UNAVAILABLE, "-bs is not supported yet (no SMTP engine)");
     case mail::SendmailMode::daemon: return exec_sibling("mta", with_config({"-d"}, options));
     case mail::SendmailMode::run_queue:
         return exec_sibling("mta", with_config({options.queue_interval ? "-d" : "-q"}, options));
