@@ -3,6 +3,8 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <cerrno>
+#include <cstdio>
 
 namespace mailroom::mail {
 
@@ -39,6 +41,28 @@ size_t utf8_sequence(std::string_view text, size_t pos, char32_t& code_point) {
     return length;
 }
 
+// Appends text with control bytes, C1 controls and invalid UTF-8 as '?'.
+void append_printable(std::string& out, std::string_view text) {
+    for (size_t pos = 0; pos < text.size();) {
+        // Plain printable ASCII, nearly every address and reason, is copied in one go.
+        size_t plain = pos;
+        while (plain < text.size() && text[plain] >= 0x20 && text[plain] < 0x7F) ++plain;
+        out.append(text.substr(pos, plain - pos));
+        if (plain == text.size()) break;
+        pos = plain;
+        char32_t code_point = 0;
+        size_t length = utf8_sequence(text, pos, code_point);
+        bool control = code_point < 0x20 || (code_point >= 0x7F && code_point <= 0x9F);
+        if (length == 0 || control) {
+            out += '?';
+            pos += length == 0 ? 1 : length;
+            continue;
+        }
+        out.append(text.substr(pos, length));
+        pos += length;
+    }
+}
+
 // Characters (code points), which is what a terminal advances by for the text
 // mailq prints; Postfix counts bytes, which differs only for 8-bit reasons.
 size_t display_length(std::string_view printable) {
@@ -62,14 +86,29 @@ std::string_view reason_of(const RecipientState& state) {
     return has_reason ? std::string_view(state.text) : std::string_view();
 }
 
+void append_padded(std::string& out, std::string_view text, size_t width, bool right_aligned) {
+    size_t padding = text.size() < width ? width - text.size() : 0;
+    if (right_aligned) out.append(padding, ' ');
+    out += text;
+    if (!right_aligned) out.append(padding, ' ');
+}
+
 std::string json_time(std::time_t when) { return when > 0 ? std::to_string(when) : "null"; }
 
 void append_text_entry(const EntrySnapshot& entry, std::string& out) {
     const auto& envelope = entry.envelope;
-    std::string sender = envelope.sender.empty() ? "MAILER-DAEMON" : printable_text(envelope.sender);
-    // asctime() is "Sat Nov 21 20:23:34 2026\n"; Postfix's %20.20s keeps the space before the year.
-    out += fmt::format("{:<11} {:>8} {:<20} {}\n", mailq_id_with_mark(entry), entry.message_size,
-                       mailq_arrival(envelope.arrival()), sender);
+    // "%-11s %8ld %20.20s %s", by hand: fmt's padding decodes UTF-8 to measure,
+    // a third of the time of a 50,000-entry listing. asctime() is
+    // "Sat Nov 21 20:23:34 2026\n": the %20.20s keeps the space before the year.
+    append_padded(out, mailq_id_with_mark(entry), 11, false);
+    out += ' ';
+    append_padded(out, std::to_string(entry.message_size), 8, true);
+    out += ' ';
+    out += mailq_arrival(envelope.arrival());
+    out += "  ";
+    if (envelope.sender.empty()) out += "MAILER-DAEMON";
+    else append_printable(out, envelope.sender);
+    out += '\n';
     std::string saved_reason;  // Postfix starts with "": no reason line before untried recipients
     for (size_t i = 0; i < envelope.recipients.size(); ++i) {
         const RecipientState& state = entry.state.recipients[i];
@@ -83,7 +122,7 @@ void append_text_entry(const EntrySnapshot& entry, std::string& out) {
             out += "(" + shown + ")\n";
         }
         out.append(recipient_indent, ' ');
-        out += printable_text(envelope.recipients[i]);
+        append_printable(out, envelope.recipients[i]);
         out += '\n';
     }
 }
@@ -124,8 +163,10 @@ std::string mailq_arrival(std::time_t when) {
                                              "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
     std::tm tm{};
     ::localtime_r(&when, &tm);
-    return fmt::format("{} {} {:2d} {:02d}:{:02d}:{:02d}", days[tm.tm_wday % 7], months[tm.tm_mon % 12], tm.tm_mday,
-                       tm.tm_hour, tm.tm_min, tm.tm_sec);
+    char text[32];
+    std::snprintf(text, sizeof text, "%s %s %2d %02d:%02d:%02d", days[tm.tm_wday % 7], months[tm.tm_mon % 12],
+                  tm.tm_mday % 100, tm.tm_hour % 100, tm.tm_min % 100, tm.tm_sec % 100);
+    return text;
 }
 
 std::string mailq_id_with_mark(const EntrySnapshot& entry) {
@@ -144,19 +185,7 @@ const char* json_queue_name(const EntrySnapshot& entry) {
 
 std::string printable_text(std::string_view text) {
     std::string out;
-    out.reserve(text.size());
-    for (size_t pos = 0; pos < text.size();) {
-        char32_t code_point = 0;
-        size_t length = utf8_sequence(text, pos, code_point);
-        bool control = code_point < 0x20 || (code_point >= 0x7F && code_point <= 0x9F);
-        if (length == 0 || control) {
-            out += '?';
-            pos += length == 0 ? 1 : length;
-            continue;
-        }
-        out.append(text.substr(pos, length));
-        pos += length;
-    }
+    append_printable(out, text);
     return out;
 }
 
@@ -209,6 +238,58 @@ void QueueListing::add_unreadable(std::string_view id, QueueFolder folder, std::
         out += fmt::format("{{\"queue_name\": \"{}\", \"queue_id\": {}, \"held\": {}, \"unreadable\": {}}}\n",
                            held ? "hold" : "deferred", json_quote(id), held, json_quote(reason));
     }
+}
+
+core::Result<std::vector<QueuedName>> sorted_entry_names(const Spool& spool, std::initializer_list<QueueFolder> folders) {
+    std::vector<QueuedName> names;
+    for (QueueFolder folder : folders) {
+        auto listed = spool.for_each_entry(folder, [&](const std::string& id) {
+            names.push_back({id, folder});
+            return true;
+        });
+        if (!listed) return core::unexpected(listed.error());
+    }
+    // Only the names are sorted (a 15-character ID fits std::string's own buffer):
+    // memory stays a few dozen bytes per entry whatever the entries hold.
+    std::sort(names.begin(), names.end(), [](const QueuedName& a, const QueuedName& b) { return a.id < b.id; });
+    names.erase(std::unique(names.begin(), names.end(), [](const QueuedName& a, const QueuedName& b) { return a.id == b.id; }),
+                names.end());
+    return names;
+}
+
+core::Result<uint64_t> list_queue(const Spool& spool, ListingFormat format,
+                                  const std::function<bool(std::string_view)>& write) {
+    constexpr size_t chunk = 64 * 1024;
+    auto names = sorted_entry_names(spool, {QueueFolder::queue, QueueFolder::hold});
+    if (!names) return core::unexpected(names.error());
+    QueueListing listing(format);
+    std::string out;
+    out.reserve(chunk + 4096);
+    for (const auto& name : *names) {
+        QueueFolder folder = name.folder;
+        auto entry = read_entry(spool, folder, name.id);
+        if (!entry && entry.error().errno_value() == ENOENT) {
+            // Held or released since the folders were read: it is in the other one now.
+            folder = folder == QueueFolder::queue ? QueueFolder::hold : QueueFolder::queue;
+            entry = read_entry(spool, folder, name.id);
+        }
+        if (entry) {
+            listing.add(*entry, out);
+        } else if (entry.error().errno_value() != ENOENT) {  // ENOENT: delivered or deleted meanwhile
+            const auto& error = entry.error();
+            std::string reason = error.errno_value() == EBADMSG ? error.context : error.message();
+            std::string path_prefix = spool.entry_path(folder, name.id) + ": ";
+            if (reason.rfind(path_prefix, 0) == 0) reason.erase(0, path_prefix.size());
+            listing.add_unreadable(name.id, folder, reason, out);
+        }
+        if (out.size() >= chunk) {
+            if (!write(out)) return listing.requests();
+            out.clear();
+        }
+    }
+    out += listing.finish();
+    write(out);
+    return listing.requests();
 }
 
 std::string QueueListing::finish() const {

@@ -18,14 +18,19 @@
 // it reaches a terminal: control bytes and invalid UTF-8 become '?' in the text
 // layout and escapes (\u00XX, \ufffd) in JSON, so a queued address or a remote
 // server's reply can neither drive the terminal nor break a JSON reader.
-// Must never: read the spool or hold more than the one entry it formats (mailq
-// streams 50,000 entries through it).
+// list_queue walks the spool for mailq: it holds only the entries' names (sorted,
+// so the listing is in arrival order), and reads and formats one entry at a time.
+// Must never: hold more than one entry's envelope (mailq streams 50,000 entries),
+// stop at an entry it cannot read, or change anything in the spool.
 #pragma once
 
 #include <cstdint>
 #include <ctime>
+#include <functional>
+#include <initializer_list>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "mail/spool.hpp"
 
@@ -55,6 +60,21 @@ private:
     uint64_t requests_ = 0;
     uint64_t bytes_ = 0;
 };
+
+struct QueuedName {
+    std::string id;
+    QueueFolder folder = QueueFolder::queue;
+};
+// The entries of these folders sorted by queue ID (arrival order), each ID once
+// (an entry moved between two folders while they were read shows up in both).
+core::Result<std::vector<QueuedName>> sorted_entry_names(const Spool& spool, std::initializer_list<QueueFolder> folders);
+
+// Lists queue/ and hold/ in queue ID order through write, in chunks; write returns
+// false to stop (the reader went away). An entry that vanished meanwhile is skipped
+// (or found in the folder it moved to); one that cannot be read is listed as such.
+// Error: a folder could not be read. The value: how many entries were listed.
+core::Result<uint64_t> list_queue(const Spool& spool, ListingFormat format,
+                                  const std::function<bool(std::string_view)>& write);
 
 // The pieces, exposed for their tests.
 
