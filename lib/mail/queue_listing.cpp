@@ -240,7 +240,7 @@ void QueueListing::add_unreadable(std::string_view id, QueueFolder folder, std::
     }
 }
 
-core::Result<std::vector<QueuedName>> sorted_entry_names(const Spool& spool, std::initializer_list<QueueFolder> folders) {
+core::Result<std::vector<QueuedName>> sorted_entry_names(const Spool& spool, const std::vector<QueueFolder>& folders) {
     std::vector<QueuedName> names;
     for (QueueFolder folder : folders) {
         auto listed = spool.for_each_entry(folder, [&](const std::string& id) {

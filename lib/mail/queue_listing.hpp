@@ -27,7 +27,6 @@
 #include <cstdint>
 #include <ctime>
 #include <functional>
-#include <initializer_list>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -67,7 +66,7 @@ struct QueuedName {
 };
 // The entries of these folders sorted by queue ID (arrival order), each ID once
 // (an entry moved between two folders while they were read shows up in both).
-core::Result<std::vector<QueuedName>> sorted_entry_names(const Spool& spool, std::initializer_list<QueueFolder> folders);
+core::Result<std::vector<QueuedName>> sorted_entry_names(const Spool& spool, const std::vector<QueueFolder>& folders);
 
 // Lists queue/ and hold/ in queue ID order through write, in chunks; write returns
 // false to stop (the reader went away). An entry that vanished meanwhile is skipped
