@@ -82,9 +82,15 @@ int run(const Options& options) {
     auto config = core::Config::load_for_program(options.config_file);
     if (!config) return fail(EX_CONFIG, config.error().message());
     const std::string& dir = config->str("spool_dir");
-    // A listing must not create the spool (Spool::open would): a missing one is an error.
+    // A listing must not create the spool (Spool::open would). Programs create it on
+    // first use, so before the first message there is none: the queue is empty
+    // (mailctl check reports a spool_dir that does not exist).
     struct stat st {};
-    if (::stat(dir.c_str(), &st) != 0) return spool_failure(core::errno_error("spool_dir " + dir));
+    if (::stat(dir.c_str(), &st) != 0) {
+        if (errno != ENOENT) return spool_failure(core::errno_error("spool_dir " + dir));
+        if (options.format == mail::ListingFormat::text) std::fputs("Mail queue is empty\n", stdout);
+        return EX_OK;
+    }
     auto spool = mail::Spool::open(dir);
     if (!spool) return spool_failure(spool.error());
 
