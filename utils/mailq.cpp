@@ -11,8 +11,9 @@
 // them (`mailctl check` reports them too). Nothing in the spool is changed.
 //
 // EXIT STATUS
-//   0 the queue was listed (an empty one too); 64 usage; 74 the listing could not be
-//   written; 75 the spool could not be read; 77 no permission to read it; 78 configuration.
+//   0 the queue was listed (an empty one too, and no spool_dir yet: nothing was
+//   ever queued); 64 usage; 74 the listing could not be written; 75 the spool could
+//   not be read; 77 no permission to read it; 78 configuration.
 //
 // PRIVILEGES
 //   The queue folders belong to the spool owner (mode 0700): run it as root or the
