@@ -97,8 +97,8 @@ std::string json_time(std::time_t when) { return when > 0 ? std::to_string(when)
 
 void append_text_entry(const EntrySnapshot& entry, std::string& out) {
     const auto& envelope = entry.envelope;
-    // "%-11s %8ld %20.20s %s", by hand: fmt's padding decodes UTF-8 to measure,
-    // a third of the time of a 50,000-entry listing. asctime() is
+    // "%-11s %8ld %20.20s %s", by hand: fmt's padding decodes UTF-8 to measure the
+    // width, which showed in the profile of a 50,000-entry listing. asctime() is
     // "Sat Nov 21 20:23:34 2026\n": the %20.20s keeps the space before the year.
     append_padded(out, mailq_id_with_mark(entry), 11, false);
     out += ' ';
