@@ -169,13 +169,13 @@ void Spool::sweep_tmp(std::time_t now, std::time_t max_age) const {
     }
 }
 
-bool Spool::wake_daemon(std::string_view id) const {
+bool Spool::notify_daemon(std::string_view line_text) const {
     // O_NONBLOCK: opening a FIFO for writing fails with ENXIO when nobody reads it,
     // which is how a submission learns that no daemon runs.
     int fd = ::open(trigger_path().c_str(), O_WRONLY | O_NONBLOCK | O_CLOEXEC);
     if (fd < 0) return false;
     core::UniqueFd trigger(fd);
-    std::string line = fmt::format("{}\n", id);
+    std::string line = fmt::format("{}\n", line_text);
     ssize_t n = ::write(trigger.get(), line.data(), line.size());
     // A full FIFO (EAGAIN) still means a daemon is there; it will find the entry by scanning.
     return n == static_cast<ssize_t>(line.size()) || (n < 0 && errno == EAGAIN);

@@ -61,7 +61,10 @@ public:
     void sweep_tmp(std::time_t now, std::time_t max_age) const;
 
     // Wakes a running daemon for this entry; false when no daemon reads the trigger.
-    bool wake_daemon(std::string_view id) const;
+    bool wake_daemon(std::string_view id) const { return notify_daemon(id); }
+    // Writes one line to the trigger: a queue ID, or "flush" (scan the queue now,
+    // mailctl flush / requeue). False when no daemon reads the trigger.
+    bool notify_daemon(std::string_view line) const;
 
     std::string next_queue_id() const { return ids_.next(); }
 

@@ -1,0 +1,174 @@
+// mailctl check (spool owners, modes, links, aliases database) and mailctl trace:
+// SPEC sections 1 and 3, docs/spool.md, docs/mailq.md.
+#include "mail/spool_check.hpp"
+
+#include <sys/stat.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#include <catch2/catch.hpp>
+#include <string>
+
+#include "mail/route_trace.hpp"
+#include "mail/spool.hpp"
+#include "support/test_support.hpp"
+
+using namespace mailroom;
+using namespace mailroom::mail;
+using mailroom::test::TempDir;
+
+namespace {
+
+struct CheckHarness {
+    TempDir tmp;
+    std::string dir = tmp.path + "/spool";
+    Spool spool = std::move(*Spool::open(dir));
+
+    std::string submit() {
+        auto writer = QueueWriter::begin(spool);
+        REQUIRE(writer);
+        REQUIRE(writer->write("Subject: test\n\nhello\n"));
+        REQUIRE(writer->commit(Envelope{"alice@host.example", {"x@far.example"}, 1000, 1'795'292'614'000'000ull}));
+        return writer->id();
+    }
+    std::vector<CheckFinding> check() const { return check_spool(dir); }
+};
+
+std::string texts(const std::vector<CheckFinding>& findings) {
+    std::string all;
+    for (const auto& finding : findings) all += finding.text + "\n";
+    return all;
+}
+
+class Accounts final : public core::UserDb {
+public:
+    core::Result<std::optional<core::UserInfo>> find(std::string_view name) const override {
+        if (name == "bob") return std::optional<core::UserInfo>(core::UserInfo{"bob", 1001, 1001, "/home/bob", "/bin/sh", ""});
+        if (name == "broken") return core::unexpected_errno("getpwnam_r broken", EIO);
+        return std::optional<core::UserInfo>();
+    }
+    core::Result<std::optional<core::UserInfo>> find_uid(uid_t) const override { return std::optional<core::UserInfo>(); }
+};
+
+}  // namespace
+
+TEST_CASE("mailctl check finds a fresh spool with queued mail sound", "[check]") {
+    CheckHarness h;
+    h.submit();
+    auto findings = h.check();
+    INFO(texts(findings));
+    CHECK(findings.empty());
+    CHECK(check_exit_code(findings) == 0);
+}
+
+TEST_CASE("mailctl check reports a queue folder with the wrong mode (exit 77)", "[check]") {
+    CheckHarness h;
+    REQUIRE(::chmod((h.dir + "/queue").c_str(), 0755) == 0);
+    auto findings = h.check();
+    REQUIRE(findings.size() == 1);
+    CHECK(findings[0].text == h.dir + "/queue has mode 0755, not 0700");
+    CHECK(check_exit_code(findings) == 77);
+}
+
+TEST_CASE("mailctl check reports a group-writable spool_dir and a trigger that is not 0600", "[check]") {
+    CheckHarness h;
+    REQUIRE(::chmod(h.dir.c_str(), 0775) == 0);
+    REQUIRE(::chmod((h.dir + "/trigger").c_str(), 0666) == 0);
+    auto all = texts(h.check());
+    CHECK(all.find("spool_dir " + h.dir + " has mode 0775, not 0755 or stricter") != std::string::npos);
+    CHECK(all.find(h.dir + "/trigger has mode 0666, not 0600") != std::string::npos);
+}
+
+TEST_CASE("mailctl check reports queue files with the wrong mode or a second link", "[check]") {
+    CheckHarness h;
+    auto loose = h.submit();
+    auto linked = h.submit();
+    std::string loose_path = h.spool.entry_path(QueueFolder::queue, loose);
+    std::string linked_path = h.spool.entry_path(QueueFolder::queue, linked);
+    REQUIRE(::chmod(loose_path.c_str(), 0644) == 0);
+    REQUIRE(::link(linked_path.c_str(), (h.tmp.path + "/stolen").c_str()) == 0);
+    auto findings = h.check();
+    auto all = texts(findings);
+    CHECK(all.find(loose_path + " has mode 0644, not 0600") != std::string::npos);
+    CHECK(all.find(linked_path + " has 2 links, not 1") != std::string::npos);
+    CHECK(check_exit_code(findings) == 77);
+}
+
+TEST_CASE("mailctl check lists at most ten bad files of a folder, then counts the rest", "[check]") {
+    CheckHarness h;
+    for (int i = 0; i < 13; ++i) REQUIRE(::chmod(h.spool.entry_path(QueueFolder::queue, h.submit()).c_str(), 0640) == 0);
+    auto findings = h.check();
+    REQUIRE(findings.size() == 11);
+    CHECK(findings.back().text == "3 more files in " + h.dir + "/queue with a wrong kind, owner, mode or link count");
+}
+
+TEST_CASE("mailctl check reports a missing folder or trigger (exit 73)", "[check]") {
+    CheckHarness h;
+    REQUIRE(::rmdir((h.dir + "/hold").c_str()) == 0);
+    REQUIRE(::unlink((h.dir + "/trigger").c_str()) == 0);
+    auto findings = h.check();
+    auto all = texts(findings);
+    CHECK(all.find(h.dir + "/hold is missing") != std::string::npos);
+    CHECK(all.find(h.dir + "/trigger is missing") != std::string::npos);
+    CHECK(check_exit_code(findings) == 73);
+    CHECK(check_exit_code(check_spool(h.tmp.path + "/nowhere")) == 73);
+}
+
+TEST_CASE("mailctl check warns about entries in quarantine without failing", "[check]") {
+    CheckHarness h;
+    REQUIRE(h.spool.quarantine(h.submit(), QueueFolder::queue));
+    auto findings = h.check();
+    REQUIRE(findings.size() == 1);
+    CHECK(findings[0].severity == CheckFinding::Severity::warning);
+    CHECK(findings[0].text.rfind("1 entry in quarantine", 0) == 0);
+    CHECK(check_exit_code(findings) == 0);
+}
+
+TEST_CASE("mailctl check: an aliases database older than its source is stale (exit 78), a missing one a warning",
+          "[check]") {
+    TempDir tmp;
+    std::string aliases = tmp.write("aliases", "postmaster: root\n");
+    auto missing = check_aliases(aliases);
+    REQUIRE(missing.size() == 1);
+    CHECK(missing[0].severity == CheckFinding::Severity::warning);
+    CHECK(check_exit_code(missing) == 0);
+
+    tmp.write("aliases.cdb", "cdb");
+    mailroom::test::age(aliases + ".cdb", std::chrono::seconds(60));
+    auto stale = check_aliases(aliases);
+    REQUIRE(stale.size() == 1);
+    CHECK(stale[0].text == "aliases database " + aliases + ".cdb is older than " + aliases + ": run newaliases");
+    CHECK(check_exit_code(stale) == 78);
+
+    mailroom::test::age(aliases, std::chrono::seconds(120));
+    CHECK(check_aliases(aliases).empty());
+    CHECK(check_aliases(tmp.path + "/none").empty());
+}
+
+TEST_CASE("mailctl trace shows a local user's mailbox, an unknown user, a remote and a bad address", "[check]") {
+    QueueSettings settings;
+    settings.myhostname = "host.example";
+    settings.mydestination = {"host.example", "localhost"};
+    settings.recipient_delimiter = "+";
+    settings.local.mail_spool_dir = "/var/mail";
+    Accounts users;
+
+    auto bob = trace_address("Bob+news@host.example", settings, users);
+    CHECK(bob.exit_code == 0);
+    CHECK(bob.lines == std::vector<std::string>{"Bob+news@host.example",
+                                                "  local address Bob+news@host.example: user bob, extension news",
+                                                "  -> mailbox /var/mail/bob (mbox), written as bob (uid 1001)"});
+    settings.local.format = MailboxFormat::maildir;
+    CHECK(trace_address("bob", settings, users).lines.back() == "  -> mailbox /var/mail/bob (maildir), written as bob (uid 1001)");
+
+    auto nobody = trace_address("nosuch@host.example", settings, users);
+    CHECK(nobody.exit_code == 67);
+    CHECK(nobody.lines.back() == "  -> bounced: unknown user: \"nosuch\" (5.1.1)");
+    CHECK(trace_address("broken", settings, users).exit_code == 75);
+    auto remote = trace_address("x@elsewhere.example", settings, users);
+    CHECK(remote.exit_code == 75);
+    CHECK(remote.lines[1] == "  remote address x@elsewhere.example: domain not in mydestination");
+    auto bad = trace_address("a b@\x1b[2J", settings, users);
+    CHECK(bad.exit_code == 65);
+    CHECK(bad.lines[0] == "a b@?[2J");
+}
