@@ -137,6 +137,8 @@ int run(const Options& options) {
         if (!lock || ::flock(lock.get(), LOCK_EX | LOCK_NB) != 0) {
             return fail(EX_TEMPFAIL, "another mta -d runs on " + spool->dir() + " (" + lock_path + " is locked)");
         }
+        // Like every file in the spool, it belongs to the spool owner (docs/spool.md).
+        if (::geteuid() == 0 && spool->owner_uid() != 0) (void)::fchown(lock.get(), spool->owner_uid(), spool->owner_gid());
         mailroom::mta::DaemonSettings daemon;
         daemon.queue_run_delay = config->duration("queue_run_delay");
         daemon.workers = static_cast<unsigned>(config->number("delivery_workers"));
