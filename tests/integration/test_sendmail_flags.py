@@ -258,7 +258,7 @@ class OtherModes(SendmailCase):
     def test_dash_bs_is_unavailable_and_exits_69(self):
         result = self.box.sendmail(["-bs"], b"QUIT\r\n")
         self.assertExit(result, 69)
-        self.one_error_line(result, "mta")
+        self.one_error_line(result, "sendmail")
 
     def test_dash_q_runs_the_queue(self):
         self.submit(["-odq", "bob"], SIMPLE)
