@@ -11,7 +11,9 @@ namespace mailroom::core {
 
 namespace {
 
-constexpr std::chrono::microseconds max_sleep{50'000};
+// Under contention (the daemon's workers delivering to one busy mailbox) a waiter must
+// notice a released lock within a delivery's time (~1-2 ms of write + fsync), not 50 ms.
+constexpr std::chrono::microseconds max_sleep{10'000};
 
 int set_lock(int fd, short type) {
     struct flock fl {};

@@ -3,7 +3,7 @@
 //
 // Owns: the lock, not the fd. The fd must outlive the FileLock (declare the lock after
 // the UniqueFd). Invariants: a FileLock that exists holds the lock.
-// Must never: sleep in whole seconds (peers do; we retry from 1 ms up to 50 ms, which is
+// Must never: sleep in whole seconds (peers do; we retry from 1 ms up to 10 ms, which is
 // how we win a contended mailbox), block without a deadline (F_SETLKW), or throw.
 //
 // Classic POSIX locks belong to the *process*: they do not exclude threads of the same
@@ -43,7 +43,7 @@ private:
 };
 
 // The retry schedule shared by FileLock and DotLock: sleeps that start at 1 ms and double
-// up to 50 ms, never past the deadline. Returns false (without sleeping) once the
+// up to 10 ms, never past the deadline. Returns false (without sleeping) once the
 // deadline has passed.
 class LockBackoff {
 public:
