@@ -1,0 +1,153 @@
+"""Helpers shared by the queue runner's integration tests (test_queue_*.py).
+
+They read the spool and the mailboxes the way an administrator would: the
+queue entry as the text docs/spool.md describes (lib/mail/queue_entry.hpp),
+mailboxes with Python's mailbox module, the log as lines. Nothing here knows
+how mailroom works inside beyond those formats.
+"""
+import collections
+import mailbox
+import os
+import re
+import signal
+import subprocess
+import time
+
+import mrtest
+
+HEADER_RE = re.compile(rb"^mailroom-queue (\d+) message (\d{20})\n")
+
+
+class Entry:
+    """One queue file: its envelope and its state log, folded per recipient."""
+
+    def __init__(self, path):
+        with open(path, "rb") as f:
+            data = f.read()
+        m = HEADER_RE.match(data)
+        if not m:
+            raise ValueError(f"{path}: not a queue entry")
+        start = m.end()
+        size = int(m.group(2))
+        self.message = data[start:start + size]
+        tail = data[start + size:].decode(errors="replace")
+        self.sender = None
+        self.recipients = []
+        self.records = []
+        in_envelope = True
+        for line in tail.split("\n")[:-1]:  # the last piece is empty or a torn line
+            if in_envelope:
+                if line == "end":
+                    in_envelope = False
+                elif line.startswith("sender <"):
+                    self.sender = line[len("sender <"):-1]
+                elif line.startswith("recipient <"):
+                    self.recipients.append(line[len("recipient <"):-1])
+                continue
+            self.records.append(line.split(" "))
+
+    def state(self, index):
+        """(phase, code, text, next_try) of recipient `index` after the whole log."""
+        phase, code, text, next_try = "pending", None, None, None
+        for rec in self.records:
+            if rec[0] in ("delivered", "failed") and int(rec[1]) == index:
+                phase, code, text, next_try = rec[0], rec[3], " ".join(rec[4:]), None
+            elif rec[0] == "deferred" and int(rec[1]) == index:
+                phase, code, text, next_try = "deferred", rec[4], " ".join(rec[5:]), int(rec[3])
+        return phase, code, text, next_try
+
+    def kinds(self, kind):
+        return [rec for rec in self.records if rec[0] == kind]
+
+
+def entry(box, queue_id, folder="queue"):
+    return Entry(os.path.join(box.spool, folder, queue_id))
+
+
+def wait_until(predicate, timeout, interval=0.05, what="condition"):
+    """Polls predicate() until it returns something true; fails after timeout seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
+
+
+def log_lines(box):
+    if not os.path.exists(box.log):
+        return []
+    with open(box.log, errors="replace") as f:
+        return f.read().splitlines()
+
+
+def read_mbox(box, user):
+    """Every message of USER's mbox, read by Python's mailbox (a list; empty when
+    there is no mailbox). Raises when a message is not a message (torn)."""
+    path = box.mbox_path(user)
+    if not os.path.exists(path):
+        return []
+    box_ = mailbox.mbox(path, create=False)
+    try:
+        return [box_.get_message(key) for key in box_.keys()]
+    finally:
+        box_.close()
+
+
+def count_header(box, users, header="X-Seq"):
+    """Counter of the values of `header` over the mailboxes of `users`."""
+    counts = collections.Counter()
+    for user in users:
+        for msg in read_mbox(box, user):
+            value = msg.get(header)
+            if value is not None:
+                counts[value.strip()] += 1
+    return counts
+
+
+def submit(box, args, msg, **kwargs):
+    return box.sendmail(args, msg, **kwargs)
+
+
+def start(box, program, args):
+    """Starts a built program in a process group of its own, so that the test can
+    signal it together with the delivery processes it forks."""
+    return subprocess.Popen([os.path.join(mrtest.BIN, program)] + list(args), env=box.env(),
+                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, start_new_session=True)
+
+
+def kill_group(proc, sig=signal.SIGKILL):
+    try:
+        os.killpg(proc.pid, sig)
+    except ProcessLookupError:
+        pass
+
+
+def stop_daemon(proc, timeout=30):
+    """SIGTERM to the daemon (only: it stops its workers itself); returns the
+    seconds it took to exit. Kills the whole group if it does not exit in time."""
+    started = time.monotonic()
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        kill_group(proc)
+        proc.wait()
+        raise AssertionError(f"mta -d did not exit {timeout}s after SIGTERM")
+    finally:
+        if proc.stderr:
+            proc.stderr.close()
+    return time.monotonic() - started
+
+
+def reap_group(proc):
+    """Cleanup for a started process: kill its group if it is still there."""
+    if proc.poll() is None:
+        kill_group(proc)
+        proc.wait()
+    if proc.stderr and not proc.stderr.closed:
+        proc.stderr.close()
