@@ -6,6 +6,7 @@ mailboxes with Python's mailbox module, the log as lines. Nothing here knows
 how mailroom works inside beyond those formats.
 """
 import collections
+import ctypes
 import mailbox
 import os
 import re
@@ -124,6 +125,56 @@ def kill_group(proc, sig=signal.SIGKILL):
         os.killpg(proc.pid, sig)
     except ProcessLookupError:
         pass
+
+
+def become_subreaper():
+    """Makes the test adopt the orphans of the processes it kills. Some container
+    init processes never reap orphans; a killed delivery process left a zombie
+    would keep its PID alive, and its dotlock would look held by a live writer."""
+    PR_SET_CHILD_SUBREAPER = 36
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+
+
+def group_members(pgid, zombies=False):
+    """Processes of a process group (live ones only, unless zombies), from /proc:
+    a list of (pid, state, parent pid)."""
+    members = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        fields = stat[stat.rfind(")") + 2:].split()  # after "pid (comm) "
+        if (zombies or fields[0] != "Z") and int(fields[2]) == pgid:
+            members.append((int(name), fields[0], int(fields[1])))
+    return members
+
+
+def reap_orphans(pgid):
+    """Reaps the zombies of a group that were handed to this process (the
+    subreaper), so that their PIDs are free again."""
+    for pid, state, parent in group_members(pgid, zombies=True):
+        if state == "Z" and parent == os.getpid():
+            try:
+                os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:
+                pass
+
+
+def kill_group_and_wait(proc, timeout=10):
+    """SIGKILL to the group, then wait until none of it lives: a killed process
+    lets go of its locks only once it is gone, not when the signal is sent."""
+    kill_group(proc)
+    proc.wait()
+    if proc.stderr and not proc.stderr.closed:
+        proc.stderr.close()
+    wait_until(lambda: not group_members(proc.pid), timeout, interval=0.01,
+               what=f"process group {proc.pid} to die")
+    reap_orphans(proc.pid)
 
 
 def stop_daemon(proc, timeout=30):
