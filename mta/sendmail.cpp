@@ -94,10 +94,16 @@ int submit(const mail::SendmailOptions& options, const core::Config& config) {
     auto me = users.find_uid(uid);
     std::string login = me && *me ? (*me)->name : std::to_string(uid);
     const std::string& hostname = config.str("myhostname");
+    // pickup logs the sender as given, or the login name, as Postfix's pickup does.
+    std::string pickup_from = login;
     if (options.sender) {
         auto sender = mail::Address::parse(*options.sender, mail::ParseMode::bare, mail::ParseFlags{.allow_null = true});
         if (!sender) return fail(EX_DATAERR, "bad sender address '" + *options.sender + "' (" + sender.error().message() + ")");
         request.sender = sender->str();
+        if (!sender->is_null()) pickup_from = request.sender;
+        // As Postfix's append_at_myorigin: "-f alice" is alice@myhostname, so notices
+        // and Return-Path: name a full address (SPEC 9: qmgr from=<alice@host>).
+        if (!sender->is_null() && !sender->has_domain()) request.sender += "@" + hostname;
     } else {
         request.sender = login + "@" + hostname;
     }
@@ -114,7 +120,6 @@ int submit(const mail::SendmailOptions& options, const core::Config& config) {
 
     auto spool = mail::Spool::open(config.str("spool_dir"));
     if (!spool) return fail(EX_TEMPFAIL, "cannot open the queue (" + spool.error().message() + ")");
-    std::string sender = request.sender;
     auto queued = mail::submit_message(*spool, std::move(request), STDIN_FILENO);
     if (!queued) {
         int err = queued.error().errno_value();
@@ -125,7 +130,7 @@ int submit(const mail::SendmailOptions& options, const core::Config& config) {
     }
     auto pickup = core::Logger::open("pickup", config.str("log"));
     if (pickup) {
-        pickup->info(fmt::format("{}: uid={} from=<{}>", queued->id, uid, sender.empty() ? login : sender));
+        pickup->info(fmt::format("{}: uid={} from=<{}>", queued->id, uid, pickup_from));
     }
     if (options.verbose) std::fprintf(stderr, "sendmail: queued as %s\n", queued->id.c_str());
 
