@@ -91,6 +91,8 @@ class MailboxRetry(QueueCase):
         self.assertEqual(self.box.queued(), [])
         self.run_queue()  # nothing left to deliver twice
         self.assertEqual(queuetest.count_header(self.box, ["bob"]), {"r1": 1})
+        # "-f alice" is alice@myhostname, as with Postfix's append_at_myorigin.
+        self.assertEqual(queuetest.read_mbox(self.box, "bob")[0]["Return-Path"], "<alice@test.example>")
 
     def test_a_mailbox_that_is_a_folder_is_deferred_then_delivered_once_fixed(self):
         path = self.box.mbox_path("bob")
