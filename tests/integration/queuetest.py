@@ -108,23 +108,13 @@ def count_header(box, users, header="X-Seq"):
     return counts
 
 
-def submit(box, args, msg, **kwargs):
-    return box.sendmail(args, msg, **kwargs)
-
-
 def start(box, program, args):
-    """Starts a built program in a process group of its own, so that the test can
-    signal it together with the delivery processes it forks."""
+    """Starts a built program in a session of its own, so that the test can kill
+    it together with every process it forks (the daemon's workers lead process
+    groups of their own, inside that session)."""
     return subprocess.Popen([os.path.join(mrtest.BIN, program)] + list(args), env=box.env(),
                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, start_new_session=True)
-
-
-def kill_group(proc, sig=signal.SIGKILL):
-    try:
-        os.killpg(proc.pid, sig)
-    except ProcessLookupError:
-        pass
 
 
 def become_subreaper():
@@ -136,8 +126,8 @@ def become_subreaper():
     libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
 
 
-def group_members(pgid, zombies=False):
-    """Processes of a process group (live ones only, unless zombies), from /proc:
+def session_members(sid, zombies=False):
+    """Processes of a session (live ones only, unless zombies), from /proc:
     a list of (pid, state, parent pid)."""
     members = []
     for name in os.listdir("/proc"):
@@ -148,46 +138,61 @@ def group_members(pgid, zombies=False):
                 stat = f.read()
         except OSError:
             continue
-        fields = stat[stat.rfind(")") + 2:].split()  # after "pid (comm) "
-        if (zombies or fields[0] != "Z") and int(fields[2]) == pgid:
+        fields = stat[stat.rfind(")") + 2:].split()  # state ppid pgrp session ...
+        if (zombies or fields[0] != "Z") and int(fields[3]) == sid:
             members.append((int(name), fields[0], int(fields[1])))
     return members
 
 
-def reap_orphans(pgid):
-    """Reaps the zombies of a group that were handed to this process (the
+def kill_session(proc, sig=signal.SIGKILL):
+    """Sends sig to every process of proc's session, again until none is left
+    that could still fork (once for another signal than SIGKILL)."""
+    while True:
+        members = session_members(proc.pid)
+        for pid, _, _ in members:
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+        if not members or sig != signal.SIGKILL:
+            return
+        time.sleep(0.001)
+
+
+def reap_orphans(sid):
+    """Reaps the zombies of a session that were handed to this process (the
     subreaper), so that their PIDs are free again."""
-    for pid, state, parent in group_members(pgid, zombies=True):
-        if state == "Z" and parent == os.getpid():
+    for pid, state, parent in session_members(sid, zombies=True):
+        if state == "Z" and parent == os.getpid() and pid != sid:
             try:
                 os.waitpid(pid, os.WNOHANG)
             except ChildProcessError:
                 pass
 
 
-def kill_group_and_wait(proc, timeout=10):
-    """SIGKILL to the group, then wait until none of it lives: a killed process
-    lets go of its locks only once it is gone, not when the signal is sent."""
-    kill_group(proc)
+def kill_and_wait(proc, timeout=10):
+    """SIGKILL to all of proc's session, then wait until none of it lives: a
+    killed process lets go of its locks only once it is gone, not when the
+    signal is sent."""
+    kill_session(proc)
     proc.wait()
     if proc.stderr and not proc.stderr.closed:
         proc.stderr.close()
-    wait_until(lambda: not group_members(proc.pid), timeout, interval=0.01,
-               what=f"process group {proc.pid} to die")
+    wait_until(lambda: not session_members(proc.pid), timeout, interval=0.01,
+               what=f"the processes of session {proc.pid} to die")
     reap_orphans(proc.pid)
 
 
 def stop_daemon(proc, timeout=30):
     """SIGTERM to the daemon (only: it stops its workers itself); returns the
-    seconds it took to exit. Kills the whole group if it does not exit in time."""
+    seconds it took to exit. Kills its whole session if it does not exit in time."""
     started = time.monotonic()
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
     try:
         proc.wait(timeout)
     except subprocess.TimeoutExpired:
-        kill_group(proc)
-        proc.wait()
+        kill_and_wait(proc)
         raise AssertionError(f"mta -d did not exit {timeout}s after SIGTERM")
     finally:
         if proc.stderr:
@@ -195,10 +200,9 @@ def stop_daemon(proc, timeout=30):
     return time.monotonic() - started
 
 
-def reap_group(proc):
-    """Cleanup for a started process: kill its group if it is still there."""
-    if proc.poll() is None:
-        kill_group(proc)
-        proc.wait()
+def reap(proc):
+    """Cleanup for a started process: kill it and its session if still there."""
+    if proc.poll() is None or session_members(proc.pid):
+        kill_and_wait(proc)
     if proc.stderr and not proc.stderr.closed:
         proc.stderr.close()

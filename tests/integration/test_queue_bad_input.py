@@ -87,7 +87,7 @@ class CorruptEntries(mrtest.TestCase):
     def test_corrupt_entries_are_quarantined_and_the_rest_is_delivered_by_mta_d(self):
         good, how, strangers = self.corrupt()
         daemon = queuetest.start(self.box, "mta", ["-d"])
-        self.addCleanup(queuetest.reap_group, daemon)
+        self.addCleanup(queuetest.reap, daemon)
         queuetest.wait_until(lambda: len(self.box.queued("quarantine")) == len(how)
                              and len(self.box.queued()) == len(strangers), 20, what="the daemon's scan")
         queuetest.stop_daemon(daemon)

@@ -38,10 +38,10 @@ class Concurrency(mrtest.TestCase):
 
         started = time.monotonic()
         daemon = queuetest.start(self.box, "mta", ["-d"])
-        self.addCleanup(queuetest.reap_group, daemon)
+        self.addCleanup(queuetest.reap, daemon)
         runners = [queuetest.start(self.box, "mta", ["-q"]) for _ in range(4)]
         for runner in runners:
-            self.addCleanup(queuetest.reap_group, runner)
+            self.addCleanup(queuetest.reap, runner)
         for runner in runners:
             self.assertEqual(runner.wait(timeout=300), 0, runner.stderr.read().decode(errors="replace"))
         queuetest.wait_until(lambda: not self.box.queued(), 120, interval=0.2, what="an empty queue")

@@ -75,12 +75,12 @@ class Crash(mrtest.TestCase):
         for kill in range(KILLS):
             program = ["-d"] if kill % 3 == 2 else ["-q"]
             runner = queuetest.start(self.box, "mta", program)
-            self.addCleanup(queuetest.reap_group, runner)
+            self.addCleanup(queuetest.reap, runner)
             wanted, deadline = rng.randint(1, 50), time.monotonic() + 2
             while time.monotonic() < deadline and self.sent_since(log_size) < wanted:
                 time.sleep(0.005)
             time.sleep(rng.uniform(0, 0.03))
-            queuetest.kill_group_and_wait(runner)  # the runner and its delivery processes
+            queuetest.kill_and_wait(runner)  # the runner and every process it forked
             busy_kills += bool(self.box.queued())
             log_size = os.path.getsize(self.box.log)
         left = len(self.box.queued())

@@ -228,7 +228,7 @@ class DaemonBackoff(QueueCase):
         path = self.box.mbox_path("bob")
         os.mkdir(path)
         daemon = queuetest.start(self.box, "mta", ["-d"])
-        self.addCleanup(queuetest.reap_group, daemon)
+        self.addCleanup(queuetest.reap, daemon)
         self.submit(["-f", "alice", "bob"], message("back off", extra_headers="X-Seq: b1\n"))
         queue_id = self.only_entry()
 
