@@ -7,6 +7,8 @@
 // Reads a message on standard input, adds the headers it lacks (From:, Date:,
 // Message-ID:) and a Received: header, and queues it durably in spool_dir for
 // the recipients given (and, with -t, those of To:/Cc:/Bcc:, Bcc: removed).
+// A sender (-f) or recipient without a domain gets @myhostname, as with
+// Postfix's append_at_myorigin.
 // Without -i a line holding only "." ends the message. Then, by default (-odb),
 // it wakes the running `mta -d`, or starts `mta -q -I ID` in the background when
 // none runs; -odi delivers before exiting, -odq only queues. The other modes hand
