@@ -32,6 +32,7 @@ class Entry:
         size = int(m.group(2))
         self.message = data[start:start + size]
         tail = data[start + size:].decode(errors="replace")
+        self.arrival = None
         self.sender = None
         self.recipients = []
         self.records = []
@@ -40,6 +41,8 @@ class Entry:
             if in_envelope:
                 if line == "end":
                     in_envelope = False
+                elif line.startswith("arrival "):
+                    self.arrival = float(line.split(" ")[1])
                 elif line.startswith("sender <"):
                     self.sender = line[len("sender <"):-1]
                 elif line.startswith("recipient <"):

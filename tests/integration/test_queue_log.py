@@ -23,7 +23,8 @@ ID = r"(?P<id>[0-9A-Za-z]{10,20})"
 DELAYS = r"delay=\d+(?:\.\d+)?, delays=\d+(?:\.\d+)?/\d+(?:\.\d+)?/\d+(?:\.\d+)?/\d+(?:\.\d+)?"
 LAYOUTS = {
     "pickup": PREFIX + ID + r": uid=\d+ from=<(?P<from>[^>]*)>$",
-    "queue active": PREFIX + ID + r": from=<(?P<from>[^>]*)>, size=(?P<size>\d+), nrcpt=(?P<nrcpt>\d+) \(queue active\)$",
+    "queue active": PREFIX + ID +
+    r": from=<(?P<from>[^>]*)>, size=(?P<size>\d+), nrcpt=(?P<nrcpt>\d+) \(queue active\)$",
     "sent": PREFIX + ID + r": to=<(?P<to>[^>]+)>, relay=local, " + DELAYS +
     r", dsn=2\.0\.0, status=sent \(delivered to mailbox\)$",
     "deferred": PREFIX + ID + r": to=<(?P<to>[^>]+)>, relay=none, " + DELAYS +
@@ -42,8 +43,8 @@ def grand_totals(report):
     totals = {}
     for m in re.finditer(r"(?m)^\s*(\d+)([kmg]?)\s+(received|delivered|forwarded|deferred|bounced|rejected)\b(.*)$",
                          report):
-        self_value = int(m.group(1)) * {"": 1, "k": 1024, "m": 1024 * 1024, "g": 1024 ** 3}[m.group(2)]
-        totals.setdefault(m.group(3), self_value)
+        value = int(m.group(1)) * {"": 1, "k": 1024, "m": 1024 * 1024, "g": 1024 ** 3}[m.group(2)]
+        totals.setdefault(m.group(3), value)
         deferrals = re.search(r"\((\d+)\s+deferrals\)", m.group(4))
         if m.group(3) == "deferred" and deferrals:
             totals.setdefault("deferrals", int(deferrals.group(1)))
@@ -130,7 +131,7 @@ class Log(mrtest.TestCase):
             self.assertRegex(mine[2], r"mailroom/local\[.*status=sent")
             self.assertRegex(mine[3], r"mailroom/qmgr\[.*: removed$")
 
-    @unittest.skipUnless(shutil.which("pflogsumm"), "pflogsumm is not installed")
+    @unittest.skipUnless(shutil.which("pflogsumm"), "pflogsumm is not installed (scripts/deps.sh installs it)")
     def test_pflogsumm_counts_what_was_submitted(self):
         day = time.strftime("%b %e")
         ids = self.scenario()
@@ -156,7 +157,8 @@ class Log(mrtest.TestCase):
         self.assertEqual(len(ids["deferred"]), M_DEFERRED)
         # The per-domain and per-user tables see the same traffic.
         self.assertRegex(report, r"(?m)^\s+" + str(N_DELIVERED + K_BOUNCED) + r"\s.*\btest\.example$")
-        self.assertRegex(report, r"(?m)^\s+" + str(N_DELIVERED + M_DEFERRED + K_BOUNCED) + r"\s.*\balice@test\.example$")
+        self.assertRegex(report,
+                         r"(?m)^\s+" + str(N_DELIVERED + M_DEFERRED + K_BOUNCED) + r"\s.*\balice@test\.example$")
 
 
 if __name__ == "__main__":
