@@ -96,6 +96,10 @@ private:
             return;
         }
         if (pid == 0) {
+            // The worker leads a process group with its delivery processes, so that
+            // kill_workers ends them all: a delivery left running past the daemon
+            // would write the mailbox with its outcome never recorded (a duplicate).
+            ::setpgid(0, 0);
             // The worker: none of the loop's descriptors or signal routing.
             ::close(signal_fd_);
             ::close(trigger_fd_);
@@ -104,6 +108,7 @@ private:
             mail::run_entry_and_notices(context_, id, false);
             ::_exit(0);
         }
+        ::setpgid(pid, pid);  // also here: kill_workers may come before the child runs
         workers_[pid] = id;
         in_flight_.insert(id);
     }
@@ -180,7 +185,7 @@ private:
     void kill_workers() {
         context_.logs.qmgr.warning(fmt::format("stopping: {} deliveries abandoned, retried at the next start",
                                                workers_.size()));
-        for (const auto& [pid, id] : workers_) ::kill(pid, SIGKILL);
+        for (const auto& [pid, id] : workers_) ::kill(-pid, SIGKILL);  // with its delivery processes
         for (const auto& [pid, id] : workers_) ::waitpid(pid, nullptr, 0);
         workers_.clear();
     }

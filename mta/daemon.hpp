@@ -8,7 +8,8 @@
 // lock across processes); memory does not grow with the queue (the scan streams
 // the folder, the wake-up backlog is bounded and falls back to a scan).
 // On SIGTERM/SIGINT it stops dispatching, lets workers finish for a grace period,
-// then kills the rest: their recorded state stays, the unrecorded attempt is retried.
+// then kills the rest, each worker with its process group (the delivery processes
+// it forked): their recorded state stays, the unrecorded attempt is retried.
 // Must never: deliver in the loop process itself, or block on one slow delivery.
 #pragma once
 

@@ -7,6 +7,8 @@
 // Reads a message on standard input, adds the headers it lacks (From:, Date:,
 // Message-ID:) and a Received: header, and queues it durably in spool_dir for
 // the recipients given (and, with -t, those of To:/Cc:/Bcc:, Bcc: removed).
+// A sender (-f) or recipient without a domain gets @myhostname, as with
+// Postfix's append_at_myorigin.
 // Without -i a line holding only "." ends the message. Then, by default (-odb),
 // it wakes the running `mta -d`, or starts `mta -q -I ID` in the background when
 // none runs; -odi delivers before exiting, -odq only queues. The other modes hand
@@ -96,10 +98,14 @@ int submit(const mail::SendmailOptions& options, const core::Config& config) {
     auto me = users.find_uid(uid);
     std::string login = me && *me ? (*me)->name : std::to_string(uid);
     const std::string& hostname = config.str("myhostname");
+    // pickup logs the sender as given, or the login name, as Postfix's pickup does.
+    std::string pickup_from = login;
     if (options.sender) {
         auto sender = mail::Address::parse(*options.sender, mail::ParseMode::bare, mail::ParseFlags{.allow_null = true});
         if (!sender) return fail(EX_DATAERR, "bad sender address '" + *options.sender + "' (" + sender.error().message() + ")");
         request.sender = sender->str();
+        // submit_message appends @myhostname to a bare sender (Postfix's append_at_myorigin).
+        if (!sender->is_null()) pickup_from = request.sender;
     } else {
         request.sender = login + "@" + hostname;
     }
@@ -116,7 +122,6 @@ int submit(const mail::SendmailOptions& options, const core::Config& config) {
 
     auto spool = mail::Spool::open(config.str("spool_dir"));
     if (!spool) return fail(EX_TEMPFAIL, "cannot open the queue (" + spool.error().message() + ")");
-    std::string sender = request.sender;
     auto queued = mail::submit_message(*spool, std::move(request), STDIN_FILENO);
     if (!queued) {
         int err = queued.error().errno_value();
@@ -127,7 +132,7 @@ int submit(const mail::SendmailOptions& options, const core::Config& config) {
     }
     auto pickup = core::Logger::open("pickup", config.str("log"));
     if (pickup) {
-        pickup->info(fmt::format("{}: uid={} from=<{}>", queued->id, uid, sender));
+        pickup->info(fmt::format("{}: uid={} from=<{}>", queued->id, uid, pickup_from));
     }
     if (auto cleanup = core::Logger::open("cleanup", config.str("log")); cleanup && !queued->message_id.empty()) {
         cleanup->info(fmt::format("{}: message-id={}", queued->id, queued->message_id));

@@ -40,6 +40,10 @@ core::Unexpected corrupt(std::string what) { return core::unexpected_errno(std::
 // only the outermost pair counts.
 bool unbracket(std::string_view value, std::string& out) {
     if (value.size() < 2 || value.front() != '<' || value.back() != '>') return false;
+    // Addresses never hold control characters (Address refuses them at the door).
+    for (unsigned char c : value) {
+        if (c < 0x20 || c == 0x7f) return false;
+    }
     out = std::string(value.substr(1, value.size() - 2));
     return true;
 }

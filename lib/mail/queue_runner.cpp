@@ -63,7 +63,9 @@ Attempt deliver_one(const RunnerContext& context, const Message& message, const 
     delivery.mailbox = mailbox_location(settings.local, **user);
     delivery.arrival = envelope.arrival();
     Status status = deliver_local(message, delivery, settings.local, Isolation::child_process);
-    if (status.is_ok()) {
+    // The writer's own text stays when it has one: it may report a repair
+    // ("... (first cut N bytes left by an interrupted delivery)", docs/mbox.md).
+    if (status.is_ok() && status.text().rfind("delivered to ", 0) != 0) {
         bool maildir = delivery.mailbox.format == MailboxFormat::maildir;
         status = Status::ok(maildir ? "delivered to maildir" : "delivered to mailbox", status.code());
     }

@@ -180,3 +180,11 @@ TEST_CASE("requeue makes every deferred recipient due at once", "[queue]") {
     CHECK(state.recipients[1].phase == RecipientPhase::pending);
     CHECK(state.next_try() == 200);
 }
+
+TEST_CASE("An envelope address holding a control character is corrupt, not cleaned", "[queue]") {
+    const char with_nul[] = "arrival 1.000000\nuid 0\nsender <a\0b@x>\nrecipient <c@d>\nend\n";
+    CHECK_FALSE(parse_entry_tail(std::string(with_nul, sizeof with_nul - 1)));
+    CHECK(parse_entry_tail("arrival 1.000000\nuid 0\nsender <ab@x>\nrecipient <c@d>\nend\n"));
+    CHECK_FALSE(parse_entry_tail("arrival 1.000000\nuid 0\nsender <a@x>\nrecipient <c\r@d>\nend\n"));
+    CHECK_FALSE(parse_entry_tail("arrival 1.000000\nuid 0\nsender <a@x>\nrecipient <c\x7f@d>\nend\n"));
+}

@@ -12,7 +12,9 @@
 
 using namespace mailroom;
 using namespace mailroom::mail;
+using mailroom::test::dead_pid;
 using mailroom::test::slurp;
+using mailroom::test::spit;
 using mailroom::test::TempDir;
 
 namespace {
@@ -89,6 +91,21 @@ TEST_CASE("Local recipients go to their mailboxes, then the entry is removed, ea
     CHECK(any_line_contains(h.local_lines, id + ": to=<bob@host.example>, relay=local, delay="));
     CHECK(any_line_contains(h.local_lines, "dsn=2.0.0, status=sent (delivered to mailbox)"));
     CHECK(any_line_contains(h.qmgr_lines, id + ": removed"));
+}
+
+TEST_CASE("A delivery that first cuts a torn mailbox tail says so in its log line", "[runner]") {
+    Harness h;
+    std::string path = h.tmp.path + "/bob";
+    spit(path, "");
+    // What a writer killed in mid-append leaves: its record in the dotlock, then half a message.
+    spit(path + ".lock", std::to_string(dead_pid()) + " 0\n");
+    spit(path, "From alice@host.example Thu Mar  5 07:08:09 2026\nReturn-Path: <ali", true);
+    auto id = h.submit("alice@host.example", {"bob@host.example"});
+    CHECK(run_entry(h.context(), id, ::time(nullptr), false).outcome == EntryRun::Outcome::finished);
+    CHECK_THAT(h.mailbox("bob"), Catch::StartsWith("From alice@host.example "));
+    CHECK_THAT(h.mailbox("bob"), !Catch::Contains("Return-Path: <ali\n"));
+    CHECK(any_line_contains(h.local_lines, "status=sent (delivered to mailbox (first cut 66 bytes left by an "
+                                           "interrupted delivery))"));
 }
 
 TEST_CASE("Unknown user: bounce 5.1.1, one RFC 3464 notice queued to the sender with the null sender", "[runner]") {

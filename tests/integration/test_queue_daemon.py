@@ -1,0 +1,99 @@
+#!/usr/bin/env python3
+"""Stopping the daemon (mta/daemon.hpp): SIGTERM while deliveries are in flight.
+The daemon stops starting new ones, lets those in flight finish for its grace
+time (10 s), then kills what is left, and exits. Nothing is lost and nothing is
+delivered twice: after a restart every message is in its mailbox exactly once.
+
+Deliveries are held in flight by a lock the test takes on bob's mailbox (the
+writer waits for it up to lock_timeout)."""
+import fcntl
+import os
+import time
+
+import mrtest
+import queuetest
+from mrtest import message
+
+GRACE = 10  # DaemonSettings::shutdown_grace
+WORKERS = 4
+MESSAGES = 12
+
+
+class DaemonStop(mrtest.TestCase):
+    config = {"delivery_workers": str(WORKERS), "queue_run_delay": "1h", "lock_timeout": "60s"}
+
+    def setUp(self):
+        super().setUp()
+        queuetest.become_subreaper()
+
+    def hold_bobs_mailbox(self):
+        """Creates bob's mailbox and takes its fcntl lock; returns the open file."""
+        path = self.box.mbox_path("bob")
+        with open(path, "w"):
+            pass
+        os.chown(path, self.box.uids["bob"], -1) if mrtest.IS_ROOT else None
+        os.chmod(path, 0o600)
+        held = open(path, "r+")
+        fcntl.lockf(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        self.addCleanup(held.close)
+        return held
+
+    def start_with_deliveries_in_flight(self):
+        for seq in range(MESSAGES):
+            r = self.box.sendmail(["-odq", "-f", "alice", "bob"], message(f"m{seq}", extra_headers=f"X-Seq: {seq}\n"))
+            self.assertExit(r, 0)
+        held = self.hold_bobs_mailbox()
+        daemon = queuetest.start(self.box, "mta", ["-d"])
+        self.addCleanup(queuetest.reap, daemon)
+        # Every worker has started its attempt and waits for the mailbox lock.
+        queuetest.wait_until(lambda: sum("(queue active)" in l for l in queuetest.log_lines(self.box)) >= WORKERS,
+                             20, what="deliveries in flight")
+        time.sleep(0.3)
+        return daemon, held
+
+    def restart_and_check(self):
+        daemon = queuetest.start(self.box, "mta", ["-d"])
+        self.addCleanup(queuetest.reap, daemon)
+        queuetest.wait_until(lambda: not self.box.queued(), 60, what="an empty queue after the restart")
+        queuetest.stop_daemon(daemon)
+        counts = queuetest.count_header(self.box, ["bob"])
+        self.assertEqual(sorted(counts, key=int), [str(seq) for seq in range(MESSAGES)], "lost messages")
+        self.assertEqual(set(counts.values()), {1}, f"delivered twice: {counts}")
+
+    def test_sigterm_lets_deliveries_in_flight_finish_within_the_grace_time(self):
+        daemon, held = self.start_with_deliveries_in_flight()
+        daemon.send_signal(15)
+        time.sleep(1)
+        held.close()  # the deliveries in flight go through now
+        took = queuetest.stop_daemon(daemon, timeout=GRACE + 20)
+        self.assertLess(took, GRACE, "the daemon waited longer than its deliveries")
+        log = queuetest.log_lines(self.box)
+        self.assertTrue(any(f"stopping: waiting for {WORKERS} deliveries" in l for l in log), log)
+        self.assertTrue(any(l.endswith("daemon stopped") for l in log), log)
+        self.assertFalse(any("abandoned" in l for l in log), log)
+        # Those in flight were finished, and no new one was started after SIGTERM.
+        delivered = len(queuetest.read_mbox(self.box, "bob"))
+        self.assertEqual(delivered, WORKERS)
+        self.assertEqual(len(self.box.queued()), MESSAGES - WORKERS)
+        self.restart_and_check()
+
+    def test_sigterm_kills_deliveries_still_in_flight_after_the_grace_time(self):
+        daemon, held = self.start_with_deliveries_in_flight()
+        daemon.send_signal(15)
+        took = queuetest.stop_daemon(daemon, timeout=GRACE + 20)
+        self.assertGreaterEqual(took, GRACE - 1)
+        self.assertLess(took, GRACE + 3, "the daemon did not stop at the end of its grace time")
+        log = queuetest.log_lines(self.box)
+        self.assertTrue(any(f"stopping: {WORKERS} deliveries abandoned" in l for l in log), log)
+        # No process of the daemon is left delivering behind its back.
+        queuetest.wait_until(lambda: not queuetest.session_members(daemon.pid), 5,
+                             what="the daemon's delivery processes to end")
+        held.close()
+        time.sleep(0.5)
+        self.assertEqual(queuetest.read_mbox(self.box, "bob"), [], "a delivery went on after the daemon stopped")
+        self.assertEqual(len(self.box.queued()), MESSAGES)
+        self.restart_and_check()
+
+
+if __name__ == "__main__":
+    mrtest.main()
