@@ -6,6 +6,8 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
+#include <string_view>
 #include <charconv>
 #include <ctime>
 #include <utility>
@@ -92,7 +94,22 @@ std::string format_lock_record(const LockRecord& record) {
 }
 
 bool process_is_gone(pid_t pid) {
-    return pid > 0 && ::kill(pid, 0) == -1 && errno == ESRCH;
+    if (pid <= 0) return false;
+    if (::kill(pid, 0) == -1) return errno == ESRCH;
+    // A killed writer whose parent never reaps it (a container whose init does not)
+    // stays a zombie: it holds nothing and writes nothing any more.
+    char path[64];
+    std::snprintf(path, sizeof path, "/proc/%d/stat", static_cast<int>(pid));
+    int fd = ::open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return false;
+    char buf[512];
+    ssize_t n = ::read(fd, buf, sizeof buf - 1);
+    ::close(fd);
+    if (n <= 0) return false;
+    std::string_view stat(buf, static_cast<size_t>(n));
+    // "PID (comm) STATE ...": comm may hold spaces and parentheses, the last ')' ends it.
+    auto close_paren = stat.rfind(')');
+    return close_paren != std::string_view::npos && close_paren + 2 < stat.size() && stat[close_paren + 2] == 'Z';
 }
 
 namespace {

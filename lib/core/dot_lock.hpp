@@ -37,7 +37,8 @@ struct LockRecord {
 std::optional<LockRecord> parse_lock_record(std::string_view text);
 std::string format_lock_record(const LockRecord& record);
 
-// True only when kill(pid, 0) says ESRCH; EPERM means alive under another uid.
+// True when kill(pid, 0) says ESRCH, or the process is a zombie (killed, never reaped);
+// EPERM means alive under another uid.
 bool process_is_gone(pid_t pid);
 
 // What we found in a lock we removed.

@@ -165,3 +165,18 @@ TEST_CASE("a dotlock appears with its record already in it and leaves no tempora
     REQUIRE_FALSE(second);
     CHECK(second.error().errno_value() == EWOULDBLOCK);
 }
+
+TEST_CASE("A writer that was killed but never reaped (a zombie) counts as gone", "[dot_lock]") {
+    pid_t child = ::fork();
+    if (child == 0) ::_exit(0);
+    // Not reaped yet: a zombie until waitpid below.
+    bool zombie_seen = false;
+    for (int i = 0; i < 200 && !zombie_seen; ++i) {
+        zombie_seen = mailroom::core::process_is_gone(child);
+        if (!zombie_seen) ::usleep(5000);
+    }
+    CHECK(zombie_seen);
+    ::waitpid(child, nullptr, 0);
+    CHECK(mailroom::core::process_is_gone(child));
+    CHECK_FALSE(mailroom::core::process_is_gone(::getpid()));
+}
