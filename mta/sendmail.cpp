@@ -105,7 +105,7 @@ int submit(const mail::SendmailOptions& options, const core::Config& config) {
         if (!sender) return fail(EX_DATAERR, "bad sender address '" + *options.sender + "' (" + sender.error().message() + ")");
         request.sender = sender->str();
         // submit_message appends @myhostname to a bare sender (Postfix's append_at_myorigin).
-        if (!sender->is_null()) pickup_from = request.sender;
+        pickup_from = request.sender;  // "" for the null sender: from=<>
     } else {
         request.sender = login + "@" + hostname;
     }

@@ -125,11 +125,12 @@ class Log(mrtest.TestCase):
         lines = queuetest.log_lines(self.box)
         for queue_id in ids["delivered"]:
             mine = [l for l in lines if f": {queue_id}: " in l]
-            self.assertEqual(len(mine), 4, mine)
+            self.assertEqual(len(mine), 5, mine)
             self.assertRegex(mine[0], r"mailroom/pickup\[")
-            self.assertRegex(mine[1], r"mailroom/qmgr\[.*\(queue active\)$")
-            self.assertRegex(mine[2], r"mailroom/local\[.*status=sent")
-            self.assertRegex(mine[3], r"mailroom/qmgr\[.*: removed$")
+            self.assertRegex(mine[1], r"mailroom/cleanup\[\d+\]: \w+: message-id=<[^>]+@test\.example>$")
+            self.assertRegex(mine[2], r"mailroom/qmgr\[.*\(queue active\)$")
+            self.assertRegex(mine[3], r"mailroom/local\[.*status=sent")
+            self.assertRegex(mine[4], r"mailroom/qmgr\[.*: removed$")
 
     @unittest.skipUnless(shutil.which("pflogsumm"), "pflogsumm is not installed (scripts/deps.sh installs it)")
     def test_pflogsumm_counts_what_was_submitted(self):
