@@ -37,6 +37,7 @@ def _fs(work):
 
 
 def _cell(results, failed, key, field):
+    """Median of KEY's runs; None when it failed before any run."""
     if key in failed and key not in results:
         return None
     return median(r[field] for r in results.get(key, []))
@@ -77,10 +78,18 @@ def _throughput(args, results, failed, mailroom_ok):
         orphans = sum(f["orphans"] for f in figs)
         note = f"  ({orphans} background processes left by sendmail, reaped, CPU counted " \
                "as submitting)" if orphans else ""
+        poll = max(f["poll"] for f in figs)
         out.append(f"  {name:8} {fmt:7} x{par}: " +
-                   " ".join(f"{f['rate']:.1f}" for f in figs) + note)
-    for (name, fmt, par), why in sorted(failed.items()):
+                   " ".join(f"{f['rate']:.1f}" for f in figs) +
+                   f"  (mailbox polling: at most {poll:.2f} CPU s per run)" + note)
+    skipped = failed.get(("skipped",))
+    for key, why in sorted((k, v) for k, v in failed.items() if len(k) == 3):
+        name, fmt, par = key
         out.append(f"  {name:8} {fmt:7} x{par}: FAILED: {why}")
+    if skipped:
+        out.append(f"  {skipped} later round(s) of runs (one format, both submitter counts, "
+                   f"both systems) skipped past --deadline ({args.deadline:.0f} s); "
+                   "medians of the runs made")
     return out
 
 
