@@ -183,7 +183,7 @@ def timed_submission(count: int, parallel: int, message: Path, argv, probe=None,
             proc.kill()
             proc.wait()
     if proc.returncode != 0 or t_done is None:
-        raise RunFailed(f"submission failed (exit {proc.returncode}): {err.strip()[:300]}")
+        raise RunFailed(f"submission failed (exit {proc.returncode}): {err.strip()[-300:]}")
     _, t_start, seconds, cpu, orphans = out.split()
     if probe is None:
         return float(seconds), float(cpu), int(orphans)

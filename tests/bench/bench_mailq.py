@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 
 from bench_common import (CLEAN_ENV, RunFailed, log, timed_submission, wait_until)
-from bench_mailroom import Mailroom
+from bench_mailroom import Mailroom, missing_programs
 from bench_postfix import Postfix
 
 RECIPIENT = "user@remote.example"
@@ -124,8 +124,11 @@ def measure(bin_dir: Path, mailroom_ok: bool, work: Path, message: Path,
         secs = fill_mailroom(big, message, count)
         res["mailroom_fill"] = secs
         log(f"  mailq: mailroom filled in {secs:.0f} s ({count / secs:.0f} msg/s)")
-        res["mailroom"] = time_mailq(big.mailq_shell(), count)
-        log(f"  mailq: mailroom {res['mailroom'][0]:.3f} s")
+        if missing_programs(bin_dir, ("mailq",)):
+            res["mailroom_error"] = f"mailq not built (no {bin_dir / 'mailq'})"
+        else:
+            res["mailroom"] = time_mailq(big.mailq_shell(), count)
+            log(f"  mailq: mailroom {res['mailroom'][0]:.3f} s")
     except (RunFailed, subprocess.TimeoutExpired) as e:
         res["mailroom_error"] = f"{e} [{big.log_tail()}]"
         log(f"  mailq: mailroom: {res['mailroom_error']}")
