@@ -142,7 +142,10 @@ append_dot_mydomain = no
     def cpu_seconds(self) -> float:
         """CPU of the master and every daemon it started (pickup, cleanup, qmgr,
         trivial-rewrite, local, postlogd, ...), exited ones included."""
-        return tree_cpu_seconds(self.master_pid())
+        cpu = tree_cpu_seconds(self.master_pid())
+        if cpu != cpu:  # NaN: no such process
+            raise RuntimeError("the Postfix master is not running")
+        return cpu
 
     # ---- mail ------------------------------------------------------------------
     def submit_argv(self, recipient: str = "nobody"):

@@ -154,7 +154,8 @@ def table(args, bin_dir, missing, work, results, failed, mq, commands, elapsed) 
         lines.append("mailq over 50,000 queued messages and runner peak RSS: not measured "
                      "(queue_bench.py --mailq; BENCH_MAILQ=1 for make bench)")
     lines.append("")
-    lines.append("Command lines (CONF/DIR under the temp folder):")
+    lines.append("Command lines (mbox instances shown; the Maildir ones differ only in "
+                 "their folder, under the temp folder):")
     for what, cmd in commands:
         lines.append(f"  {what}: {cmd}")
     lines.append(f"whole run: {elapsed / 60:.1f} min")

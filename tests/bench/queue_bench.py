@@ -123,7 +123,7 @@ def throughput(insts_for, args, message: Path, results: dict, failed: dict) -> N
                             continue
                         try:
                             fig = one_run(inst, fmt, args.messages, par, message)
-                        except (RunFailed, RuntimeError) as e:
+                        except (RunFailed, RuntimeError, OSError) as e:
                             failed[key] = f"{e} [{inst.log_tail()}]"
                             log(f"  {inst.name} {fmt} x{par}: {failed[key]}")
                             continue
@@ -167,7 +167,7 @@ def main() -> int:
                 insts.append(Mailroom(bin_dir, work / f"mailroom-{fmt}", fmt))
             return insts
 
-        for inst in insts_for("mbox"):
+        for inst in insts_for("mbox"):  # Maildir: the same with its own folder
             commands.append((f"{inst.name} daemon", " ".join(inst.start_argv())))
             commands.append((f"{inst.name} submission", " ".join(inst.submit_argv())))
             if isinstance(inst, Postfix):
@@ -185,6 +185,8 @@ def main() -> int:
         if args.keep:
             log(f"queue bench: work folder kept: {work}")
         else:
+            # Slow after --mailq: one unlink per queue file, each a discard on some disks.
+            log(f"queue bench: removing {work}")
             shutil.rmtree(work, ignore_errors=True)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
