@@ -7,7 +7,8 @@ The queues are filled without delivering anything:
   every submission complete into incoming/, where it stays untried. That is the
   Postfix state nearest to mailroom's `sendmail -odq` entries (complete, durable,
   never tried), and showq lists it like any other queue. A deferred queue would
-  make Postfix's showq read one defer log per message as well.
+  make Postfix's showq read one defer log per message as well. (cleanup logs
+  "unable to look up public/qmgr" once per message: harmless, and not timed.)
 - mailroom: `sendmail -odq` with no daemon running.
 Both queues hold the same message (4096 bytes) for the same recipient,
 user@remote.example, from root, submitted by 4 parallel submitters.
@@ -59,6 +60,7 @@ def fill_postfix(work: Path, message: Path, count: int, res: dict, commands: lis
     pf.configure()
     commands.append(("Postfix queue fill (no qmgr in master.cf)",
                      " ".join(pf.submit_argv(RECIPIENT))))
+    commands.append(("Postfix mailq", pf.mailq_shell()))
     try:
         pf.start()
         log(f"  mailq: filling Postfix with {count} messages ...")
@@ -72,7 +74,6 @@ def fill_postfix(work: Path, message: Path, count: int, res: dict, commands: lis
         log(f"  mailq: Postfix filled in {secs:.0f} s ({count / secs:.0f} msg/s)")
         res["postfix_fill"] = secs
         res["postfix"] = time_mailq(pf.mailq_shell(), count)
-        commands.append(("Postfix mailq", pf.mailq_shell()))
         log(f"  mailq: Postfix {res['postfix'][0]:.3f} s")
     except (RunFailed, RuntimeError) as e:
         res["postfix_error"] = f"{e} [{pf.log_tail()}]"

@@ -127,6 +127,7 @@ def throughput(insts_for, args, message: Path, results: dict, failed: dict) -> N
                             failed[key] = f"{e} [{inst.log_tail()}]"
                             log(f"  {inst.name} {fmt} x{par}: {failed[key]}")
                             continue
+                        fig["run"] = r
                         results.setdefault(key, []).append(fig)
                         log(f"  {inst.name:8} {fmt:7} x{par} run {r + 1}: {fig['secs']:6.2f} s "
                             f"{fig['rate']:7.1f} msg/s  cpu/1000: submit {fig['submit']:.2f} s, "
