@@ -10,6 +10,11 @@
 #    runs per program and format, mailroom and Dovecot interleaved; the median counts.
 # 2. Peak RSS (GNU time %M) delivering one 1 MB and one 50 MB message, both formats.
 # 3. A table on stdout and in build/bench/mda.txt.
+# 4. Then the queue benchmark, sendmail + daemon against a private Postfix instance
+#    (tests/bench/queue_bench.py, table in build/bench/queue.txt), with the same
+#    BENCH_MESSAGES and BENCH_RUNS. BENCH_MAILQ=1 adds its 50,000-message mailq and
+#    runner RSS part (several minutes of queue filling); BENCH_QUICK=1 makes it a
+#    smoke run.
 #
 # Same conditions for both programs: both run as user nobody (setpriv, no user
 # switch inside either program), into folders owned by nobody under one mktemp -d
@@ -22,7 +27,8 @@
 # Nothing outside the temp folder and build/bench is written; no network is used.
 #
 # Environment knobs: BENCH_MESSAGES (2000), BENCH_RUNS (3), BENCH_DEADLINE (seconds
-# for the whole run, 900; measurements that would pass it are reported as skipped).
+# for the mda part, 900; measurements that would pass it are reported as skipped),
+# BENCH_MAILQ (0), BENCH_QUICK (0).
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -385,3 +391,19 @@ cp "$work/table" "$out"
 echo
 cat "$work/table"
 echo "(also in $out)"
+
+# ---- queue benchmark ------------------------------------------------------------------
+# Dovecot's master is not needed any more; it should not sit in the queue runs.
+if [[ -n $master_pid ]]; then
+  kill "$master_pid" 2>/dev/null || true
+  wait "$master_pid" 2>/dev/null || true
+  master_pid=
+fi
+if [[ ${BENCH_QUICK:-0} == 1 ]]; then
+  queue_args=(--quick)
+else
+  queue_args=(--messages "$N" --runs "$RUNS")
+fi
+[[ ${BENCH_MAILQ:-0} == 1 ]] && queue_args+=(--mailq)
+echo
+"$python" "$here/queue_bench.py" "${queue_args[@]}" "$bin"
