@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <sysexits.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <fmt/format.h>
@@ -226,6 +227,10 @@ int run_queue_daemon(const mail::RunnerContext& context, const DaemonSettings& s
         return EX_OSERR;
     }
     core::UniqueFd trigger_fd(tfd);
+    // Load the name service modules and the time zone once, here: every worker is a
+    // fork of this process and would otherwise load them again for each message.
+    if (auto root = context.users.find("root"); root && *root) (void)core::supplementary_groups(**root);
+    ::tzset();
     context.logs.qmgr.info(fmt::format("daemon started -- version {}, spool {}", MAILROOM_VERSION, context.spool.dir()));
     Daemon daemon(context, settings, old_mask);
     return daemon.run(signal_fd.get(), trigger_fd.get());
