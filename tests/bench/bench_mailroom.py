@@ -10,6 +10,7 @@ Invariants: nothing outside ROOT is written; the daemon started here is always
 stopped and waited for by stop() (queue_bench.py calls it in a finally). It must
 never signal any process but the daemon it started.
 """
+import os
 import shutil
 import signal
 import subprocess
@@ -54,7 +55,9 @@ class Mailroom:
             f"mail_spool_dir = {self.spool}\n"
             f"mailbox_format = {self.format}\n"
             f"log = {self.logfile}\n"
-            + self.extra_conf)
+            + self.extra_conf
+            # BENCH_MAILROOM_CONF: extra "key = value" lines, to try a setting (delivery_workers = 4).
+            + os.environ.get("BENCH_MAILROOM_CONF", "").replace("\\n", "\n"))
 
     # ---- process control -------------------------------------------------------
     def start_argv(self):
