@@ -21,6 +21,19 @@ Result<void> write_all(int fd, std::string_view data, std::string_view context) 
     return {};
 }
 
+Result<void> pwrite_all(int fd, std::string_view data, uint64_t offset, std::string_view context) {
+    while (!data.empty()) {
+        ssize_t n = ::pwrite(fd, data.data(), data.size(), static_cast<off_t>(offset));
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            return unexpected_errno("write " + std::string(context));
+        }
+        data.remove_prefix(static_cast<size_t>(n));
+        offset += static_cast<uint64_t>(n);
+    }
+    return {};
+}
+
 Result<size_t> read_some(int fd, char* buf, size_t size, std::string_view context) {
     for (;;) {
         ssize_t n = ::read(fd, buf, size);

@@ -6,6 +6,7 @@
 #include <sys/types.h>
 
 #include <cstddef>
+#include <cstdint>
 #include <string>
 #include <string_view>
 
@@ -15,6 +16,8 @@ namespace mailroom::core {
 
 // Writes all of data or fails; the context names the file for the error line.
 Result<void> write_all(int fd, std::string_view data, std::string_view context);
+// Writes all of data at offset (the file position is not used) or fails.
+Result<void> pwrite_all(int fd, std::string_view data, uint64_t offset, std::string_view context);
 // Reads up to size bytes, retrying EINTR; 0 means end of file.
 Result<size_t> read_some(int fd, char* buf, size_t size, std::string_view context);
 // Reads up to size bytes at offset, retrying EINTR and short reads until EOF.

@@ -10,6 +10,7 @@
 #include <chrono>
 #include <ctime>
 
+#include "mail/address.hpp"
 #include "mail/bounce.hpp"
 
 namespace mailroom::mail {
@@ -62,14 +63,9 @@ Attempt deliver_one(const RunnerContext& context, const Message& message, const 
     delivery.sender = envelope.sender;
     delivery.mailbox = mailbox_location(settings.local, **user);
     delivery.arrival = envelope.arrival();
-    Status status = deliver_local(message, delivery, settings.local, Isolation::child_process);
-    // The writer's own text stays when it has one: it may report a repair
-    // ("... (first cut N bytes left by an interrupted delivery)", docs/mbox.md).
-    if (status.is_ok() && status.text().rfind("delivered to ", 0) != 0) {
-        bool maildir = delivery.mailbox.format == MailboxFormat::maildir;
-        status = Status::ok(maildir ? "delivered to maildir" : "delivered to mailbox", status.code());
-    }
-    return {Attempt::Kind::tried, status, "local"};
+    // The writer's own text goes to the log: "delivered to mailbox", "delivered to
+    // maildir", or a repair it made first (docs/mbox.md).
+    return {Attempt::Kind::tried, deliver_local(message, delivery, settings.local, Isolation::child_process), "local"};
 }
 
 StateRecord record_for(size_t index, const Status& status, std::time_t now, std::time_t next_try) {
@@ -86,10 +82,7 @@ StateRecord record_for(size_t index, const Status& status, std::time_t now, std:
 }
 
 bool is_postmaster(const std::string& address) {
-    auto at = address.rfind('@');
-    std::string local = address.substr(0, at);
-    for (char& c : local) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-    return local == "postmaster";
+    return iequals_ascii(std::string_view(address).substr(0, address.rfind('@')), "postmaster");
 }
 
 // Queues a notice about `indexes` of the entry; returns its queue ID.

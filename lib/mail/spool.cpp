@@ -42,19 +42,6 @@ core::Result<void> make_folder(const std::string& path, mode_t mode, uid_t uid, 
     return core::unexpected_errno("create spool folder " + path);
 }
 
-core::Result<void> pwrite_all(int fd, std::string_view data, uint64_t offset, std::string_view context) {
-    while (!data.empty()) {
-        ssize_t n = ::pwrite(fd, data.data(), data.size(), static_cast<off_t>(offset));
-        if (n < 0) {
-            if (errno == EINTR) continue;
-            return core::unexpected_errno(fmt::format("write {}", context));
-        }
-        data.remove_prefix(static_cast<size_t>(n));
-        offset += static_cast<uint64_t>(n);
-    }
-    return {};
-}
-
 core::Unexpected corrupt(std::string what) { return core::unexpected_errno(std::move(what), EBADMSG); }
 
 struct EntryTail {
@@ -232,7 +219,7 @@ core::Result<void> QueueWriter::commit(const Envelope& envelope, QueueFolder fol
     } else {
         buffer_ += tail;
         if (auto r = core::write_all(fd_.get(), buffer_, tmp_path_); !r) return r;
-        if (auto r = pwrite_all(fd_.get(), header, 0, tmp_path_); !r) return r;
+        if (auto r = core::pwrite_all(fd_.get(), header, 0, tmp_path_); !r) return r;
     }
     buffer_.clear();
     // The content must be on disk before its name appears in queue/: a crash
@@ -324,7 +311,7 @@ core::Result<void> LockedEntry::append(const std::vector<StateRecord>& records) 
     std::string text;
     for (const auto& record : records) text += format_state_record(record);
     std::string path = spool_->entry_path(folder_, id_);
-    if (auto r = pwrite_all(fd_.get(), text, end_offset_, path); !r) return r;
+    if (auto r = core::pwrite_all(fd_.get(), text, end_offset_, path); !r) return r;
     // The state must be on disk before anyone acts on it: a delivered recipient
     // is never tried again after a crash, a queued notice never sent twice.
     if (::fdatasync(fd_.get()) != 0) return core::unexpected_errno("fsync " + path);
