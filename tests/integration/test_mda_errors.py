@@ -169,9 +169,6 @@ class MdaErrors(mrtest.TestCase):
         self.assertEqual(len(os.listdir(os.path.join(small, "bob", "new"))), 1)
 
 
-if __name__ == "__main__":
-    mrtest.main()
-
 
 @unittest.skipUnless(mrtest.IS_ROOT, "needs root to switch to a user without write access to the mail folder")
 class DebianMailFolder(mrtest.TestCase):
@@ -194,3 +191,7 @@ class DebianMailFolder(mrtest.TestCase):
         os.chmod(self.box.mail, 0o755)
         self.assertExit(self.box.mda(["alice"], message()), 75, r"Permission denied")
         self.assertFalse(os.path.exists(self.box.mbox_path("alice")))
+
+
+if __name__ == "__main__":
+    mrtest.main()
