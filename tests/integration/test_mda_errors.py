@@ -94,8 +94,11 @@ class MdaErrors(mrtest.TestCase):
             r = self.box.mda(["alice"], message())
             elapsed = time.monotonic() - start
         self.assertExit(r, 75, r"lock")
-        self.assertLess(elapsed, 5)
+        # It waited for the lock_timeout, then gave up although the lock is still held
+        # (the holder never lets go): the upper bound only tells giving up from waiting
+        # for the holder, so it is generous enough for a loaded host.
         self.assertGreaterEqual(elapsed, 0.9)
+        self.assertLess(elapsed, 60)
         self.assertEqual(os.path.getsize(path), size)
 
     def test_held_dotlock_defers(self):
