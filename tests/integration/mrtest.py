@@ -6,12 +6,21 @@ fake users from nss_wrapper, so no test touches the machine's accounts or
 them. As another user, they all share the caller's uid and uid_wrapper makes
 mda believe it runs as root, so its privileged path (a child per user, the
 verified irrevocable switch) still runs.
+
+main() runs a script's tests and exits as ctest reads it (SKIP_RETURN_CODE 77 in
+CMakeLists.txt): 1 when any test failed, 77 when none failed but any was skipped,
+0 only when every test ran and passed. A script with some tests skipped is thus
+shown as skipped as a whole, although its other tests ran: a skip must never read
+as a pass, and `make check` counts it. The skipped tests and their reasons are
+listed at the end of the output, so one can see which checks did not run.
+A script in which no test ran exits 5, as unittest does from Python 3.12 on.
 """
 import mailbox
 import os
 import re
 import shutil
 import subprocess
+import sys
 import tempfile
 import unittest
 
@@ -167,5 +176,30 @@ def message(subject="test", body="hello\n", extra_headers=""):
     return f"From: sender@example.org\nTo: rcpt@test.example\nSubject: {subject}\n{extra_headers}\n{body}"
 
 
+SKIPPED_EXIT = 77  # ctest's SKIP_RETURN_CODE for the integration tests
+NOTHING_RAN_EXIT = 5  # unittest's own code for it since Python 3.12
+
+
+def exit_code(result: unittest.TestResult) -> int:
+    """What a script whose run gave `result` exits with (see the module docstring)."""
+    if not result.wasSuccessful():
+        return 1
+    if result.testsRun == 0:
+        return NOTHING_RAN_EXIT
+    if result.skipped:
+        return SKIPPED_EXIT
+    return 0
+
+
 def main():
-    unittest.main(verbosity=2)
+    program = unittest.main(verbosity=2, exit=False)
+    result = program.result
+    code = exit_code(result)
+    if result.skipped:
+        print(f"\n{len(result.skipped)} of {result.testsRun} tests SKIPPED (did not check anything):",
+              file=sys.stderr)
+        for test, reason in result.skipped:
+            print(f"  skipped: {test.id()}: {reason}", file=sys.stderr)
+    if code == NOTHING_RAN_EXIT:
+        print("no test ran", file=sys.stderr)
+    sys.exit(code)

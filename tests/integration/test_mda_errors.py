@@ -94,8 +94,11 @@ class MdaErrors(mrtest.TestCase):
             r = self.box.mda(["alice"], message())
             elapsed = time.monotonic() - start
         self.assertExit(r, 75, r"lock")
-        self.assertLess(elapsed, 5)
+        # It waited for the lock_timeout, then gave up although the lock is still held
+        # (the holder never lets go): the upper bound only tells giving up from waiting
+        # for the holder, so it is generous enough for a loaded host.
         self.assertGreaterEqual(elapsed, 0.9)
+        self.assertLess(elapsed, 60)
         self.assertEqual(os.path.getsize(path), size)
 
     def test_held_dotlock_defers(self):
@@ -169,9 +172,6 @@ class MdaErrors(mrtest.TestCase):
         self.assertEqual(len(os.listdir(os.path.join(small, "bob", "new"))), 1)
 
 
-if __name__ == "__main__":
-    mrtest.main()
-
 
 @unittest.skipUnless(mrtest.IS_ROOT, "needs root to switch to a user without write access to the mail folder")
 class DebianMailFolder(mrtest.TestCase):
@@ -194,3 +194,7 @@ class DebianMailFolder(mrtest.TestCase):
         os.chmod(self.box.mail, 0o755)
         self.assertExit(self.box.mda(["alice"], message()), 75, r"Permission denied")
         self.assertFalse(os.path.exists(self.box.mbox_path("alice")))
+
+
+if __name__ == "__main__":
+    mrtest.main()

@@ -80,9 +80,12 @@ class DaemonStop(mrtest.TestCase):
     def test_sigterm_kills_deliveries_still_in_flight_after_the_grace_time(self):
         daemon, held = self.start_with_deliveries_in_flight()
         daemon.send_signal(15)
-        took = queuetest.stop_daemon(daemon, timeout=GRACE + 20)
+        took = queuetest.stop_daemon(daemon, timeout=GRACE + 40)
         self.assertGreaterEqual(took, GRACE - 1)
-        self.assertLess(took, GRACE + 3, "the daemon did not stop at the end of its grace time")
+        # The deliveries in flight would wait for bob's lock for lock_timeout (60 s):
+        # stopping well before that is the behaviour; the margin over the grace time
+        # is for a loaded host.
+        self.assertLess(took, GRACE + 20, "the daemon did not stop at the end of its grace time")
         log = queuetest.log_lines(self.box)
         self.assertTrue(any(f"stopping: {WORKERS} deliveries abandoned" in l for l in log), log)
         # No process of the daemon is left delivering behind its back.

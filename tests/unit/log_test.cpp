@@ -1,11 +1,18 @@
 #include "core/log.hpp"
 
 #include <fcntl.h>
+#include <sched.h>
+#include <sys/mount.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <sys/un.h>
 #include <sys/wait.h>
+#include <syslog.h>
 #include <unistd.h>
 
 #include <catch2/catch.hpp>
 #include <cctype>
+#include <cstdio>
 #include <ctime>
 #include <string>
 #include <vector>
@@ -159,22 +166,138 @@ TEST_CASE("a log destination other than syslog, stderr or an absolute path is re
 }
 
 TEST_CASE("a log that cannot be written never fails the caller", "[log]") {
-    auto full = Logger::open("local", "/dev/full");  // every write fails with ENOSPC
-    REQUIRE(full);
-    full->info("dropped");
-    full->error("dropped too");
-    Logger moved_from = Logger::to_stderr("local");
-    Logger owner = std::move(moved_from);
-    moved_from.info("a moved-from logger writes nothing");  // NOLINT: tested on purpose
-    SUCCEED("no failure reached the caller");
+    // In a child, so that a signal, an abort or a hang shows as such: every write to
+    // /dev/full fails with ENOSPC, the calls return and the child goes on to exit 0.
+    pid_t pid = ::fork();
+    REQUIRE(pid >= 0);
+    if (pid == 0) {
+        ::alarm(30);  // a logger that blocked would be killed by SIGALRM
+        auto full = Logger::open("local", "/dev/full");
+        if (!full) ::_exit(2);
+        for (int i = 0; i < 1000; ++i) {
+            full->info("dropped");
+            full->warning("dropped");
+            full->error("dropped");
+        }
+        if (!full->reopen()) ::_exit(3);
+        full->info("dropped after reopen");
+        ::_exit(0);
+    }
+    int status = 0;
+    REQUIRE(::waitpid(pid, &status, 0) == pid);
+    INFO("wait status " << status);
+    REQUIRE(WIFEXITED(status));
+    CHECK(WEXITSTATUS(status) == 0);
 }
 
-TEST_CASE("syslog lines go out under mailroom/ROLE without failing", "[log]") {
-    auto log = Logger::open("local", "syslog");
-    REQUIRE(log);
-    CHECK(log->tag() == "mailroom/local");
-    CHECK(log->file_fd() == -1);
-    log->info("mailroom unit test: syslog destination");
-    Logger moved = std::move(*log);  // the ident follows the move: no dangling pointer
-    moved.warning("mailroom unit test: after a move");
+TEST_CASE("a moved-from logger writes nothing; the logger it moved to writes its lines", "[log]") {
+    ScratchLog scratch;
+    int saved = ::dup(STDERR_FILENO);
+    int fd = ::open(scratch.path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    REQUIRE(fd >= 0);
+    ::dup2(fd, STDERR_FILENO);
+    ::close(fd);
+    {
+        Logger moved_from = Logger::to_stderr("local");
+        Logger owner = std::move(moved_from);
+        moved_from.info("a moved-from logger writes nothing");  // NOLINT: tested on purpose
+        owner.info("the owner writes");
+    }
+    ::dup2(saved, STDERR_FILENO);
+    ::close(saved);
+    CHECK(slurp(scratch.path) == "mailroom/local[" + std::to_string(::getpid()) + "]: the owner writes\n");
+}
+
+namespace {
+
+// The child's side of the syslog test. glibc's syslog() always writes to /dev/log,
+// so the child gets a /dev of its own (a private mount namespace with a tmpfs on
+// /dev; as a non-root user, inside a user namespace) and binds a datagram socket
+// there: what the logger sends is read back, and the machine's syslog sees nothing.
+// Writes each datagram followed by '\0' to out; exits 77 when it cannot set up its /dev.
+[[noreturn]] void syslog_child(int out) {
+    const uid_t uid = ::getuid();
+    const gid_t gid = ::getgid();
+    if (::unshare(CLONE_NEWNS) != 0) {
+        if (::unshare(CLONE_NEWUSER | CLONE_NEWNS) != 0) ::_exit(77);
+        spit("/proc/self/setgroups", "deny");
+        spit("/proc/self/uid_map", std::to_string(uid) + " " + std::to_string(uid) + " 1\n");
+        spit("/proc/self/gid_map", std::to_string(gid) + " " + std::to_string(gid) + " 1\n");
+    }
+    if (::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0 ||
+        ::mount("tmpfs", "/dev", "tmpfs", 0, "mode=0755") != 0)
+        ::_exit(77);
+    int sock = ::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_un address {};
+    address.sun_family = AF_UNIX;
+    std::snprintf(address.sun_path, sizeof address.sun_path, "%s", "/dev/log");
+    if (sock < 0 || ::bind(sock, reinterpret_cast<const sockaddr*>(&address), sizeof address) != 0) ::_exit(10);
+    struct timeval timeout {5, 0};
+    ::setsockopt(sock, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
+    ::closelog();  // a connection inherited from the parent would go to the real /dev/log
+    {
+        auto log = Logger::open("local", "syslog");
+        if (!log) ::_exit(11);
+        log->info("mailroom unit test: syslog destination");
+        Logger moved = std::move(*log);  // the ident follows the move: no dangling pointer
+        moved.warning("after a move");
+        moved.error("an error");
+    }
+    auto qmgr = Logger::open("qmgr", "syslog");
+    if (!qmgr) ::_exit(12);
+    qmgr->info("another role");
+    for (int i = 0; i < 4; ++i) {
+        char buf[2048];
+        ssize_t n = ::recv(sock, buf, sizeof buf - 1, 0);
+        if (n < 0) ::_exit(13);
+        buf[n] = '\0';
+        if (::write(out, buf, static_cast<size_t>(n) + 1) != n + 1) ::_exit(14);
+    }
+    ::_exit(0);
+}
+
+// "<PRI>" + stamp + "TAG[PID]: TEXT", as glibc sends it to /dev/log.
+void check_datagram(const std::string& datagram, int priority, const std::string& tag_pid_text) {
+    INFO("datagram: " << datagram);
+    std::string pri = "<" + std::to_string(priority) + ">";
+    REQUIRE(datagram.rfind(pri, 0) == 0);
+    std::string_view rest = std::string_view(datagram).substr(pri.size());
+    CHECK(starts_with_syslog_stamp(rest));
+    CHECK(rest.substr(16) == tag_pid_text);
+}
+
+}  // namespace
+
+TEST_CASE("syslog lines go to /dev/log under mailroom/ROLE[PID] with facility mail", "[log]") {
+    int pipe_fds[2];
+    REQUIRE(::pipe(pipe_fds) == 0);
+    pid_t pid = ::fork();
+    REQUIRE(pid >= 0);
+    if (pid == 0) {
+        ::close(pipe_fds[0]);
+        syslog_child(pipe_fds[1]);
+    }
+    ::close(pipe_fds[1]);
+    std::string received;
+    char buf[4096];
+    for (ssize_t n; (n = ::read(pipe_fds[0], buf, sizeof buf)) > 0;) received.append(buf, static_cast<size_t>(n));
+    ::close(pipe_fds[0]);
+    int status = 0;
+    REQUIRE(::waitpid(pid, &status, 0) == pid);
+    REQUIRE(WIFEXITED(status));
+    if (WEXITSTATUS(status) == 77) {
+        WARN("SKIPPED: cannot mount a private /dev here (no mount or user namespace)");
+        return;
+    }
+    CHECK(WEXITSTATUS(status) == 0);
+    std::vector<std::string> datagrams;
+    for (size_t at = 0, end; (end = received.find('\0', at)) != std::string::npos; at = end + 1)
+        datagrams.push_back(received.substr(at, end - at));
+    REQUIRE(datagrams.size() == 4);
+    const std::string pid_part = "[" + std::to_string(pid) + "]: ";
+    // LOG_MAIL is 2 << 3 = 16; info 6, warning 4, error 3.
+    check_datagram(datagrams[0], 16 + 6, "mailroom/local" + pid_part + "mailroom unit test: syslog destination");
+    check_datagram(datagrams[1], 16 + 4, "mailroom/local" + pid_part + "warning: after a move");
+    check_datagram(datagrams[2], 16 + 3, "mailroom/local" + pid_part + "error: an error");
+    check_datagram(datagrams[3], 16 + 6, "mailroom/qmgr" + pid_part + "another role");
 }

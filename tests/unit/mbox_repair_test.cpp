@@ -78,7 +78,9 @@ TEST_CASE("a mailbox fcntl-locked by another process defers 4.2.0 after the lock
     CHECK(status.to_sysexit() == 75);
     CHECK(status.text() == "cannot lock mailbox " + path + ": timed out after 0.3s");
     CHECK(took >= 0.29);
-    CHECK(took < 1.0);
+    // The holder keeps the lock for 30 s: the bound tells giving up at the timeout
+    // from waiting for the holder, with room for a loaded host.
+    CHECK(took < 15.0);
     CHECK(slurp(path).empty());
     CHECK_FALSE(std::filesystem::exists(path + ".lock"));
 }
