@@ -222,7 +222,7 @@ Status MboxWriter::deliver(const Message& message, const DeliveryInfo& info) con
                     return Status::temp("4.2.0", fmt::format("cannot lock mailbox {}: {}, and mailbox_lock has no "
                                                              "fcntl lock to deliver under instead",
                                                              path, lock.error().context));
-                notes.push_back("delivered under the fcntl lock alone: " + lock.error().context);
+                notes.push_back("under the fcntl lock alone: " + lock.error().context);
                 dotlock_bypassed = true;
                 continue;
             }

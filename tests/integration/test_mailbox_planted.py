@@ -192,8 +192,8 @@ class PlantedFileReasons(unittest.TestCase):
         plant(victim + ".lock", b"1\n", self.box.uids["bob"], self.box.uids["bob"])
         r = self.deliver("two")
         self.assertEqual(r.returncode, 0, r.stderr)
-        self.assertRegex(self.log(), rf"delivered under the fcntl lock alone: {victim}\.lock .*uid "
-                                     rf"{self.box.uids['bob']}.* cannot be removed")
+        self.assertIn(f"status=sent (delivered to mailbox (under the fcntl lock alone: lock {victim}.lock "
+                      f"(uid {self.box.uids['bob']}, not the mailbox owner's) cannot be removed", self.log())
         self.assertEqual([m["Subject"] for m in self.box.mbox("alice")], ["one", "two"])
 
     def test_a_planted_dotlock_in_an_open_folder_is_removed_and_its_record_ignored(self):

@@ -428,7 +428,7 @@ TEST_CASE("a stale dotlock that may not be removed: fcntl alone after the stale 
     for (auto order : {std::vector<LockKind>{LockKind::fcntl, LockKind::dotlock},
                        std::vector<LockKind>{LockKind::dotlock, LockKind::fcntl}}) {
         info.locks.order = order;
-        CHECK(deliver_as_owner(info, "two\n") == "2.0.0 delivered to mailbox (delivered under the fcntl lock alone: "
+        CHECK(deliver_as_owner(info, "two\n") == "2.0.0 delivered to mailbox (under the fcntl lock alone: "
                                                  "lock " + lock + " (uid 0, stale) cannot be removed (Operation not "
                                                  "permitted))");
     }
