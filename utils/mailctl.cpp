@@ -162,6 +162,12 @@ int check(const core::Config& config) {
     auto findings = mail::check_spool(config.str("spool_dir"));
     auto aliases = mail::check_aliases(config.str("aliases"));
     findings.insert(findings.end(), aliases.begin(), aliases.end());
+    // Only the spool folder: mbox files under home_mailbox live in each user's home,
+    // which a check would have to visit user by user.
+    if (config.str("home_mailbox").empty()) {
+        auto folder = mail::check_mail_folder(config.str("mail_spool_dir"));
+        findings.insert(findings.end(), folder.begin(), folder.end());
+    }
     for (const auto& finding : findings) {
         bool error = finding.severity == mail::CheckFinding::Severity::error;
         std::fprintf(stderr, "mailctl: %s: %s\n", error ? "error" : "warning", mail::printable_text(finding.text).c_str());

@@ -7,6 +7,7 @@
 
 #include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <string_view>
 #include <charconv>
 #include <ctime>
@@ -19,7 +20,8 @@ namespace mailroom::core {
 
 namespace {
 
-constexpr size_t record_limit = 64;
+// Room for the longest record we write: `PID SIZE DEV INO\n` is at most 74 bytes.
+constexpr size_t record_limit = 128;
 
 template <typename T>
 bool parse_number(std::string_view& text, T& out) {
@@ -35,39 +37,63 @@ bool same_file(const struct stat& a, const struct stat& b) {
 
 // What stands in the way of our O_EXCL create.
 struct Obstacle {
-    bool vanished = false;  // gone before we could look: just retry
+    bool vanished = false;  // gone (or replaced) before we could look: just retry
     bool removable = false;
+    bool foreign = false;   // neither the owner's nor root's
     TakenOverLock found;
     bool record_valid = false;
     struct stat st {};
 };
 
-Result<Obstacle> inspect(const std::string& path, std::chrono::seconds stale_age) {
+Result<Obstacle> inspect(const std::string& path, const DotLockOptions& options) {
     Obstacle obstacle;
-    // O_NONBLOCK: a FIFO planted as the lock must not hang us.
-    UniqueFd fd(::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC | O_NOCTTY));
-    if (!fd) {
+    // lstat first: a symlink or a file we may not open (another user's 0600 lock) is
+    // still an obstacle with an owner and an age, not an error that stops delivery.
+    if (::lstat(path.c_str(), &obstacle.st) != 0) {
         if (errno == ENOENT) {
             obstacle.vanished = true;
             return obstacle;
         }
-        return unexpected_errno("open lock " + path);
+        return unexpected_errno("stat lock " + path);
     }
-    if (::fstat(fd.get(), &obstacle.st) != 0) return unexpected_errno("stat lock " + path);
+    obstacle.found.owner = obstacle.st.st_uid;
+    obstacle.found.links = obstacle.st.st_nlink;
     if (S_ISREG(obstacle.st.st_mode)) {
-        char buf[record_limit];
-        auto n = pread_full(fd.get(), buf, sizeof buf, 0, "lock " + path);
-        if (!n) return unexpected(n.error());
-        if (auto record = parse_lock_record(std::string_view(buf, *n))) {
-            obstacle.found.record = *record;
-            obstacle.record_valid = true;
-            obstacle.found.writer_gone = process_is_gone(record->pid);
+        // O_NONBLOCK: a FIFO swapped in after the lstat must not hang us.
+        UniqueFd fd(::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC | O_NOCTTY));
+        struct stat opened {};
+        if (!fd && errno == ENOENT) {
+            obstacle.vanished = true;
+            return obstacle;
+        }
+        if (fd && ::fstat(fd.get(), &opened) == 0) {
+            if (!same_file(opened, obstacle.st)) {
+                obstacle.vanished = true;
+                return obstacle;
+            }
+            char buf[record_limit];
+            auto n = pread_full(fd.get(), buf, sizeof buf, 0, "lock " + path);
+            if (!n) return unexpected(n.error());
+            if (auto record = parse_lock_record(std::string_view(buf, *n))) {
+                obstacle.found.record = *record;
+                obstacle.record_valid = true;
+                obstacle.found.writer_gone = process_is_gone(record->pid);
+            }
         }
     }
     auto age = std::time(nullptr) - obstacle.st.st_mtime;
-    obstacle.found.stale = age > static_cast<std::time_t>(stale_age.count());
-    obstacle.removable = obstacle.found.stale || obstacle.found.writer_gone;
+    obstacle.found.stale = age > static_cast<std::time_t>(options.stale_age.count());
+    obstacle.foreign = options.owner && obstacle.st.st_uid != *options.owner && obstacle.st.st_uid != 0;
+    obstacle.removable = obstacle.found.stale || obstacle.found.writer_gone || obstacle.foreign;
     return obstacle;
+}
+
+// Why a lock that we would remove is in the way, for the EEXIST error text.
+std::string obstacle_text(const std::string& path, const Obstacle& obstacle) {
+    std::string why = obstacle.foreign          ? "not the mailbox owner's"
+                      : obstacle.found.writer_gone ? "its writer is gone"
+                                                   : "stale";
+    return "lock " + path + " (uid " + std::to_string(obstacle.st.st_uid) + ", " + why + ") cannot be removed";
 }
 
 }  // namespace
@@ -80,6 +106,14 @@ std::optional<LockRecord> parse_lock_record(std::string_view text) {
         uint64_t size = 0;
         if (!parse_number(text, size)) return std::nullopt;
         record.size = size;
+        if (!text.empty() && text.front() == ' ') {
+            text.remove_prefix(1);
+            uint64_t dev = 0, ino = 0;
+            if (!parse_number(text, dev) || text.empty() || text.front() != ' ') return std::nullopt;
+            text.remove_prefix(1);
+            if (!parse_number(text, ino)) return std::nullopt;
+            record.file = FileId{static_cast<dev_t>(dev), static_cast<ino_t>(ino)};
+        }
     }
     // A record ends with its newline; without it, it is still being written.
     if (text != "\n") return std::nullopt;
@@ -88,7 +122,12 @@ std::optional<LockRecord> parse_lock_record(std::string_view text) {
 
 std::string format_lock_record(const LockRecord& record) {
     std::string text = std::to_string(record.pid);
-    if (record.size) text += ' ' + std::to_string(*record.size);
+    if (record.size) {
+        text += ' ' + std::to_string(*record.size);
+        if (record.file)
+            text += ' ' + std::to_string(static_cast<uint64_t>(record.file->dev)) + ' ' +
+                    std::to_string(static_cast<uint64_t>(record.file->ino));
+    }
     text += '\n';
     return text;
 }
@@ -165,7 +204,7 @@ Result<DotLock> DotLock::acquire(const std::string& target_path, const DotLockOp
         // longer the state of the mailbox, so forget it.
         removed.reset();
 
-        auto obstacle = inspect(path, options.stale_age);
+        auto obstacle = inspect(path, options);
         if (!obstacle) return unexpected(obstacle.error());
         if (obstacle->vanished) continue;
         if (obstacle->removable) {
@@ -175,8 +214,12 @@ Result<DotLock> DotLock::acquire(const std::string& target_path, const DotLockOp
             // writers.)
             struct stat now {};
             if (::lstat(path.c_str(), &now) == 0 && same_file(now, obstacle->st)) {
-                if (::unlink(path.c_str()) != 0 && errno != ENOENT)
+                if (::unlink(path.c_str()) != 0 && errno != ENOENT) {
+                    // Another user's file in a sticky folder: waiting will not help.
+                    if (errno == EPERM || errno == EACCES)
+                        return unexpected_errno(obstacle_text(path, *obstacle) + " (" + std::strerror(errno) + ")", EEXIST);
                     return unexpected_errno("remove stale lock " + path);
+                }
                 if (obstacle->record_valid) removed = obstacle->found;
             }
             continue;
@@ -198,10 +241,11 @@ DotLock& DotLock::operator=(DotLock&& other) noexcept {
     return *this;
 }
 
-Result<void> DotLock::set_record(pid_t pid, uint64_t size) {
-    // The new record is longer than `PID\n` and written at offset 0, so a reader sees the
-    // old record or the new one; no truncate needed.
-    std::string text = format_lock_record({pid, size});
+Result<void> DotLock::set_record(const LockRecord& record) {
+    // The new record is longer than `PID\n` (and begins with the same PID, as written
+    // by us) and is written at offset 0, so a reader sees the old record or the new
+    // one; no truncate needed.
+    std::string text = format_lock_record(record);
     ssize_t n;
     do {
         n = ::pwrite(fd_.get(), text.data(), text.size(), 0);

@@ -5,7 +5,10 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstring>
 #include <string_view>
+
+#include <fmt/format.h>
 
 #include "core/io.hpp"
 #include "core/unique_fd.hpp"
@@ -67,15 +70,74 @@ std::string append_record_path(const std::string& mailbox_path) {
     return mailbox_path + ".mailroom-append";
 }
 
-std::optional<core::LockRecord> read_append_record(const std::string& sidecar_path) {
-    core::UniqueFd fd(::open(sidecar_path.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC | O_NOCTTY));
-    if (!fd) return std::nullopt;
+RecordVerdict judge_record(const FoundRecord& found, const struct stat& mailbox, uid_t owner) {
+    RecordVerdict verdict;
+    const core::FileId mailbox_id{mailbox.st_dev, mailbox.st_ino};
+    const uint64_t mailbox_size = static_cast<uint64_t>(mailbox.st_size);
+    if (!found.unreadable.empty()) {
+        verdict.ignored = found.unreadable;
+    } else if (found.owner != owner && found.owner != 0) {
+        verdict.ignored = fmt::format("owned by uid {}", found.owner);
+    } else if (found.links != 1) {
+        verdict.ignored = fmt::format("has {} links", found.links);
+    } else if (!found.record) {
+        verdict.ignored = "cannot be parsed";
+    } else if (!found.record->size) {
+        // A dotlock whose writer died before it knew the size: it appended nothing.
+    } else if (!found.record->file) {
+        verdict.ignored = "old format without the mailbox's device and inode";
+    } else if (!(*found.record->file == mailbox_id)) {
+        verdict.ignored = fmt::format("written for another file (device {}, inode {})",
+                                      static_cast<uint64_t>(found.record->file->dev),
+                                      static_cast<uint64_t>(found.record->file->ino));
+    } else if (*found.record->size > mailbox_size) {
+        verdict.ignored = fmt::format("offset {} is past the end of the mailbox ({} bytes)", *found.record->size,
+                                      mailbox_size);
+    } else {
+        verdict.cut_to = *found.record->size;
+    }
+    return verdict;
+}
+
+std::optional<FoundRecord> read_append_record(const std::string& sidecar_path) {
+    FoundRecord found;
+    found.path = sidecar_path;
     struct stat st {};
-    if (::fstat(fd.get(), &st) != 0 || !S_ISREG(st.st_mode) || st.st_nlink != 1) return std::nullopt;
-    char buf[64];
+    if (::lstat(sidecar_path.c_str(), &st) != 0) {
+        if (errno == ENOENT) return std::nullopt;
+        found.unreadable = fmt::format("cannot be examined ({})", std::strerror(errno));
+        return found;
+    }
+    found.owner = st.st_uid;
+    found.links = st.st_nlink;
+    if (S_ISLNK(st.st_mode)) {
+        found.unreadable = "is a symbolic link";
+        return found;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        found.unreadable = "is not a regular file";
+        return found;
+    }
+    core::UniqueFd fd(::open(sidecar_path.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC | O_NOCTTY));
+    struct stat opened {};
+    if (!fd || ::fstat(fd.get(), &opened) != 0) {
+        if (errno == ENOENT) return std::nullopt;
+        found.unreadable = fmt::format("cannot be read ({})", std::strerror(errno));
+        return found;
+    }
+    // What we judge (owner, links) must be what we read: the file may have been swapped.
+    if (opened.st_dev != st.st_dev || opened.st_ino != st.st_ino) {
+        found.unreadable = "changed while it was read";
+        return found;
+    }
+    char buf[128];
     auto n = core::pread_full(fd.get(), buf, sizeof buf, 0, sidecar_path);
-    if (!n) return std::nullopt;
-    return core::parse_lock_record(std::string_view(buf, *n));
+    if (!n) {
+        found.unreadable = "cannot be read (" + n.error().message() + ")";
+        return found;
+    }
+    found.record = core::parse_lock_record(std::string_view(buf, *n));
+    return found;
 }
 
 core::Result<void> write_append_record(const std::string& sidecar_path, const core::LockRecord& record) {

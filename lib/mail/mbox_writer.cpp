@@ -4,9 +4,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <optional>
+#include <vector>
 
 #include <fmt/format.h>
 
@@ -194,53 +196,86 @@ Status MboxWriter::deliver(const Message& message, const DeliveryInfo& info) con
     core::UniqueFd fd;
     if (auto opened = open_mailbox(info, fd); !opened.is_ok()) return opened;
 
+    // What the success text adds in parentheses: a repair, records ignored and why.
+    std::vector<std::string> notes;
+    const bool fcntl_in_order =
+        std::find(info.locks.order.begin(), info.locks.order.end(), LockKind::fcntl) != info.locks.order.end();
+
     // Declared after fd: released before it is closed.
     std::optional<core::FileLock> file_lock;
     std::optional<core::DotLock> dot_lock;
+    bool dotlock_bypassed = false;
     for (LockKind kind : info.locks.order) {
         if (kind == LockKind::fcntl && !file_lock) {
             auto lock = core::FileLock::acquire(fd.get(), info.locks.timeout);
             if (!lock) return lock_failure(info, lock.error());
             file_lock.emplace(std::move(*lock));
-        } else if (kind == LockKind::dotlock && !dot_lock) {
-            auto lock = core::DotLock::acquire(path, {info.locks.timeout, info.locks.stale_dotlock_age});
+        } else if (kind == LockKind::dotlock && !dot_lock && !dotlock_bypassed) {
+            core::DotLockOptions options{info.locks.timeout, info.locks.stale_dotlock_age, info.uid};
+            auto lock = core::DotLock::acquire(path, options);
+            if (!lock && lock.error().errno_value() == EEXIST) {
+                // A lock that would be removed (stale, dead, or another user's) but that we
+                // may not remove: another user's file in a sticky folder. Waiting would
+                // hold the mail for ever, so the fcntl lock alone guards this delivery;
+                // without one in mailbox_lock there is nothing safe to deliver under.
+                if (!fcntl_in_order)
+                    return Status::temp("4.2.0", fmt::format("cannot lock mailbox {}: {}, and mailbox_lock has no "
+                                                             "fcntl lock to deliver under instead",
+                                                             path, lock.error().context));
+                notes.push_back("under the fcntl lock alone: " + lock.error().context);
+                dotlock_bypassed = true;
+                continue;
+            }
             if (!lock) return lock_failure(info, lock.error());
             dot_lock.emplace(std::move(*lock));
         }
     }
 
+    struct stat mailbox_st {};
+    if (::fstat(fd.get(), &mailbox_st) != 0) return append_failure(path, core::errno_error("stat mailbox " + path));
+    const core::FileId mailbox_id{mailbox_st.st_dev, mailbox_st.st_ino};
+
     // Crash repair: a dead writer's record tells how long the mailbox was before it.
     // Only records that cannot be a live writer's: a taken-over dotlock, or a sidecar
-    // found while we hold the fcntl lock (the kernel dropped its writer's lock at death).
+    // found while we hold the fcntl lock (the kernel dropped its writer's lock at death);
+    // and only those judge_record() trusts: never a file another user could have made.
     const std::string sidecar = append_record_path(path);
     std::optional<uint64_t> dead_size;
+    auto consider = [&](const FoundRecord& found) {
+        RecordVerdict verdict = judge_record(found, mailbox_st, info.uid);
+        if (!verdict.ignored.empty())
+            notes.push_back(fmt::format("ignored crash-repair record {}: {}", found.path, verdict.ignored));
+        if (verdict.cut_to) dead_size = dead_size ? std::min(*dead_size, *verdict.cut_to) : *verdict.cut_to;
+    };
     // A lock broken only for being stale may still have a live writer appending: cutting
     // under it would tear a message it is about to report delivered. Only a gone PID counts.
-    if (dot_lock && dot_lock->taken_over() && dot_lock->taken_over()->writer_gone)
-        dead_size = dot_lock->taken_over()->record.size;
-    if (file_lock) {
-        if (auto leftover = read_append_record(sidecar); leftover && leftover->size)
-            dead_size = dead_size ? std::min(*dead_size, *leftover->size) : *leftover->size;
+    if (dot_lock && dot_lock->taken_over() && dot_lock->taken_over()->writer_gone) {
+        const core::TakenOverLock& taken = *dot_lock->taken_over();
+        consider(FoundRecord{dot_lock->path(), taken.record, "", taken.owner, taken.links});
     }
-    uint64_t repaired = 0;
+    if (file_lock) {
+        if (auto leftover = read_append_record(sidecar)) consider(*leftover);
+    }
     if (dead_size) {
         auto cut = cut_torn_tail(fd.get(), *dead_size, path);
         if (!cut) return append_failure(path, cut.error());
-        repaired = *cut;
+        if (*cut > 0) notes.insert(notes.begin(), fmt::format("first cut {} bytes left by an interrupted delivery", *cut));
     }
 
     auto size = file_size(fd.get(), path);
     if (!size) return append_failure(path, size.error());
     const uint64_t old_size = *size;
+    const core::LockRecord record{::getpid(), old_size, mailbox_id};
     std::optional<SidecarGuard> sidecar_guard;
     if (dot_lock) {
-        if (auto set = dot_lock->set_record(::getpid(), old_size); !set) return append_failure(path, set.error());
+        if (auto set = dot_lock->set_record(record); !set) return append_failure(path, set.error());
         if (file_lock) remove_append_record(sidecar);  // a leftover from an fcntl-only setup, now handled
     } else if (file_lock) {
-        auto written = write_append_record(sidecar, {::getpid(), old_size});
+        auto written = write_append_record(sidecar, record);
         int err = written ? 0 : written.error().errno_value();
-        // A spool folder we may not create files in leaves us as safe as any classic
-        // MDA: deliver without a record rather than not at all.
+        // A spool folder we may not create files in (or another user's sidecar in a
+        // sticky folder) leaves us as safe as any classic MDA: deliver without a record
+        // rather than not at all.
         if (written) {
             sidecar_guard.emplace(sidecar);
         } else if (err != EACCES && err != EPERM && err != EROFS) {
@@ -285,9 +320,7 @@ Status MboxWriter::deliver(const Message& message, const DeliveryInfo& info) con
     // fsync: the message must be on disk before we tell anyone it was delivered.
     if (auto s = core::fsync_fd(fd.get(), "mailbox " + path); !s) return fail(s.error());
 
-    if (repaired > 0)
-        return Status::ok(fmt::format("delivered to mailbox (first cut {} bytes left by an interrupted delivery)",
-                                      repaired));
+    if (!notes.empty()) return Status::ok(fmt::format("delivered to mailbox ({})", fmt::join(notes, "; ")));
     return Status::ok("delivered to mailbox");
 }
 

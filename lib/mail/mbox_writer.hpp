@@ -4,12 +4,16 @@
 // Invariants: the mailbox is opened without following a symlink and must be a regular
 // file with one link, owned by info.uid; it is created 0600 and, when we are root,
 // chowned to info.uid/info.gid. Locks are taken in info.locks.order and held until the
-// append is fsynced. Before appending, the old size is recorded (in the dotlock, or in
-// the sidecar PATH.mailroom-append when there is no dotlock) so that a writer killed
-// mid-append is repaired by the next delivery (docs/mbox.md). On any failure the
-// mailbox is truncated back to its old size.
-// Must never: report success before fsync, act on a live writer's record, hold the
-// message in memory (it streams in 64 KB chunks), throw.
+// append is fsynced. Before appending, the old size is recorded with the mailbox's
+// device and inode (in the dotlock, or in the sidecar PATH.mailroom-append when there is
+// no dotlock) so that a writer killed mid-append is repaired by the next delivery
+// (docs/mbox.md). On any failure the mailbox is truncated back to its old size.
+// A dotlock that should go but that we may not remove (another user's, in a sticky
+// folder) is passed over when mailbox_lock includes fcntl, else the delivery defers.
+// Must never: report success before fsync, act on a live writer's record, act on a
+// record another user could have made (mail/mbox_repair.hpp judge_record), hold the
+// message in memory (it streams in 64 KB chunks), throw. Records it ignores and a
+// passed-over dotlock are named, with the reason, in the success text.
 //
 // Refusals (symlink, hard links, wrong owner, not a regular file) are *temporary*
 // (4.2.0): they are configuration problems an admin fixes, and deferring keeps the

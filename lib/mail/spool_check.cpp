@@ -202,6 +202,25 @@ std::vector<CheckFinding> check_aliases(const std::string& aliases_path) {
     return out;
 }
 
+std::vector<CheckFinding> check_mail_folder(const std::string& mail_spool_dir) {
+    std::vector<CheckFinding> out;
+    struct stat st {};
+    if (::stat(mail_spool_dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) return out;
+    if ((st.st_mode & S_IWOTH) == 0) return out;
+    // Any user can then create files beside another user's mailbox: a dotlock that the
+    // owner may not remove, a crash-repair record (ignored since issue 7, but still
+    // there). Without the sticky bit they can also remove or rename others' mailboxes.
+    std::string sticky = (st.st_mode & S_ISVTX)
+                             ? ""
+                             : ", and without the sticky bit any user can also remove or rename other users' mailboxes";
+    add(out, Severity::warning, Area::permission,
+        fmt::format("mail_spool_dir {} is world-writable (mode {}): any user can create files beside another "
+                    "user's mailbox{}; Debian uses root:mail 2775 instead (chown root:mail, chmod 2775; deliveries "
+                    "then run with group mail)",
+                    mail_spool_dir, mode_text(st.st_mode), sticky));
+    return out;
+}
+
 int check_exit_code(const std::vector<CheckFinding>& findings) {
     auto has_error = [&](Area area) {
         return std::any_of(findings.begin(), findings.end(), [&](const CheckFinding& finding) {

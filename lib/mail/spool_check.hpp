@@ -9,6 +9,8 @@
 //   quarantine/  entries there are warnings: they wait for the administrator
 //   $aliases.cdb older than $aliases: error (stale); missing while $aliases
 //                exists: warning (newaliases has not run)
+//   mail_spool_dir  world-writable (1777, 0777): warning naming it and Debian's
+//                root:mail 2775 (any user can plant files beside another's mailbox)
 //
 // Each finding has an area that decides mailctl's exit code (check_exit_code).
 // Must never: change, create or repair anything (it only reads and reports), or
@@ -34,6 +36,9 @@ struct CheckFinding {
 
 std::vector<CheckFinding> check_spool(const std::string& spool_dir);
 std::vector<CheckFinding> check_aliases(const std::string& aliases_path);
+// The folder mailboxes are delivered into (mail_spool_dir). Only warnings: many
+// systems ship /var/mail 1777 and deliver fine; a missing folder is not reported here.
+std::vector<CheckFinding> check_mail_folder(const std::string& mail_spool_dir);
 
 // 0 when no finding is an error; else 78 for a config error, else 73 for a missing
 // folder, else 77 (SPEC section 6).

@@ -270,8 +270,21 @@ class MailqMailctlTest(mrtest.TestCase):
     def test_check_sound_spool(self):
         self.use_aliases(os.path.join(self.box.dir, "aliases"))
         self.queue("bob")
+        os.chmod(self.box.mail, 0o2775)  # the sandbox's 1777 would be warned about
         result = self.mailctl("check")
         self.assertEqual(result.stderr.decode(), "")
+
+    def test_check_warns_about_a_world_writable_mail_folder(self):
+        self.use_aliases(os.path.join(self.box.dir, "aliases"))
+        self.queue("bob")
+        # The sandbox's folder is 1777, like many a /var/mail: a warning, exit 0.
+        result = self.mailctl("check")
+        self.assertRegex(result.stderr.decode(),
+                         rf"mailctl: warning: mail_spool_dir {re.escape(self.box.mail)} is world-writable "
+                         r"\(mode 1777\): .*Debian uses root:mail 2775")
+        os.chmod(self.box.mail, 0o777)
+        result = self.mailctl("check")
+        self.assertRegex(result.stderr.decode(), r"mode 0777\): .*without the sticky bit")
 
     def test_check_fails_on_a_wrongly_moded_folder(self):
         self.use_aliases(os.path.join(self.box.dir, "aliases"))

@@ -1,5 +1,6 @@
 // Locking and crash repair of MboxWriter: lock timeouts, stale and dead dotlocks, and
 // writers that die (SIGXFSZ under RLIMIT_FSIZE) or fail (EFBIG) in the middle of an append.
+#include <grp.h>
 #include <signal.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -12,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "mail/mbox_repair.hpp"
 #include "mail/mbox_writer.hpp"
 #include "support/test_support.hpp"
 #include "unit/mbox_test_support.hpp"
@@ -31,6 +33,14 @@ DeliveryInfo with_locks(const std::string& path, std::vector<LockKind> order,
     info.locks.order = std::move(order);
     info.locks.timeout = timeout;
     return info;
+}
+
+// A record as a writer of ours leaves it: PID, old size, and the mailbox's device and inode.
+std::string record_for(pid_t pid, uint64_t size, const std::string& mailbox) {
+    struct stat st {};
+    REQUIRE(::stat(mailbox.c_str(), &st) == 0);
+    return std::to_string(pid) + " " + std::to_string(size) + " " + std::to_string(st.st_dev) + " " +
+           std::to_string(st.st_ino) + "\n";
 }
 
 std::string big_body() {
@@ -116,7 +126,7 @@ TEST_CASE("a dead writer's dotlock is taken over and its torn tail cut before th
                           std::vector<LockKind>{LockKind::dotlock, LockKind::fcntl});
     REQUIRE(MboxWriter().deliver(message("one\n"), with_locks(path, order)).is_ok());
     std::string before = slurp(path);
-    spit(path + ".lock", std::to_string(dead_pid()) + " " + std::to_string(before.size()) + "\n");
+    spit(path + ".lock", record_for(dead_pid(), before.size(), path));
     std::string torn = "From alice@example.org Thu Mar  5 07:08:09 2026\nReturn-Path: <alice@exa";
     spit(path, torn, true);
     auto status = MboxWriter().deliver(message("two\n"), with_locks(path, order));
@@ -134,7 +144,7 @@ TEST_CASE("a stale dotlock whose writer still lives is removed but nothing is cu
     REQUIRE(MboxWriter().deliver(message("one\n"), with_locks(path, {LockKind::dotlock})).is_ok());
     std::string before = slurp(path);
     // Our own PID: alive. A slow writer still appending after 5 minutes looks like this.
-    spit(path + ".lock", std::to_string(::getpid()) + " " + std::to_string(before.size()) + "\n");
+    spit(path + ".lock", record_for(::getpid(), before.size(), path));
     age(path + ".lock", 6min);
     std::string in_progress = "From alice@example.org Thu Mar  5 07:08:09 2026\nSubject: slow\n\nstill wri";
     spit(path, in_progress, true);
@@ -151,7 +161,7 @@ TEST_CASE("in fcntl-only mode a leftover append record repairs the mailbox") {
     REQUIRE(MboxWriter().deliver(message("one\n"), with_locks(path, {LockKind::fcntl})).is_ok());
     CHECK_FALSE(std::filesystem::exists(path + ".mailroom-append"));  // removed after success
     std::string before = slurp(path);
-    spit(path + ".mailroom-append", "999999 " + std::to_string(before.size()) + "\n");
+    spit(path + ".mailroom-append", record_for(999999, before.size(), path));
     spit(path, "From alice@example.org Thu Mar  5 07:08:09 2026\nSubject: torn\n\nhalf a li", true);
     auto status = MboxWriter().deliver(message("two\n"), with_locks(path, {LockKind::fcntl}));
     CHECK(status.is_ok());
@@ -166,7 +176,7 @@ TEST_CASE("a torn tail after the separator we add to an unterminated mailbox is 
     std::string before = "From x Thu Mar  5 07:08:09 2026\n\nno newline";
     spit(path, before + "\n\nFrom alice@example.org Thu Mar  5 07:08:09 2026\ntorn");
     REQUIRE(::chmod(path.c_str(), 0600) == 0);
-    spit(path + ".mailroom-append", "999999 " + std::to_string(before.size()) + "\n");
+    spit(path + ".mailroom-append", record_for(999999, before.size(), path));
     CHECK(MboxWriter().deliver(message("two\n"), with_locks(path, {LockKind::fcntl})).is_ok());
     CHECK(slurp(path) == before + "\n\n" + delivered("two\n"));
 }
@@ -177,7 +187,7 @@ TEST_CASE("a tail that holds a later writer's message is not cut") {
     std::string path = dir.path + "/bob";
     REQUIRE(MboxWriter().deliver(message("one\n"), with_locks(path, {LockKind::fcntl})).is_ok());
     std::string before = slurp(path);
-    spit(path + ".mailroom-append", "999999 " + std::to_string(before.size()) + "\n");
+    spit(path + ".mailroom-append", record_for(999999, before.size(), path));
     std::string tail = "From alice@example.org Thu Mar  5 07:08:09 2026\ntorn\n"
                        "From procmail Thu Mar  5 07:08:09 2026\n\nkept\n\n";
     spit(path, tail, true);
@@ -185,7 +195,7 @@ TEST_CASE("a tail that holds a later writer's message is not cut") {
     CHECK(slurp(path) == before + tail + delivered("two\n"));
     // Nor is a tail that does not start as our From_ line does.
     std::string now = slurp(path);
-    spit(path + ".mailroom-append", "999999 " + std::to_string(now.size()) + "\n");
+    spit(path + ".mailroom-append", record_for(999999, now.size(), path));
     spit(path, "garbage\n", true);
     CHECK(MboxWriter().deliver(message("three\n"), with_locks(path, {LockKind::fcntl})).is_ok());
     CHECK(slurp(path) == now + "garbage\n\n" + delivered("three\n"));
@@ -197,7 +207,7 @@ TEST_CASE("an append record is not trusted without the fcntl lock") {
     std::string torn = "From alice@example.org Thu Mar  5 07:08:09 2026\ntorn";
     spit(path, torn);
     REQUIRE(::chmod(path.c_str(), 0600) == 0);
-    spit(path + ".mailroom-append", std::to_string(::getpid()) + " 0\n");
+    spit(path + ".mailroom-append", record_for(::getpid(), 0, path));
     CHECK(MboxWriter().deliver(message("two\n"), with_locks(path, {LockKind::dotlock})).is_ok());
     CHECK(slurp(path).substr(0, torn.size()) == torn);
 }
@@ -239,4 +249,195 @@ TEST_CASE("on a write error the mailbox is truncated back to its old size") {
     CHECK(slurp(path) == before);
     CHECK_FALSE(std::filesystem::exists(path + ".lock"));
     CHECK_FALSE(std::filesystem::exists(path + ".mailroom-append"));
+}
+
+namespace {
+
+using mailroom::mail::FoundRecord;
+using mailroom::mail::judge_record;
+
+constexpr uid_t owner_uid = 20002;  // owns the mailbox
+constexpr uid_t other_uid = 20001;  // plants files beside it
+
+// Delivers in a child switched to owner_uid (we are root); returns "CODE TEXT".
+std::string deliver_as_owner(const DeliveryInfo& info, const std::string& body) {
+    int fds[2];
+    REQUIRE(::pipe(fds) == 0);
+    pid_t pid = ::fork();
+    REQUIRE(pid >= 0);
+    if (pid == 0) {
+        ::close(fds[0]);
+        if (::setgroups(0, nullptr) != 0 || ::setgid(owner_uid) != 0 || ::setuid(owner_uid) != 0) ::_exit(2);
+        auto status = MboxWriter().deliver(message(body), info);
+        std::string out = status.code() + " " + status.text();
+        (void)!::write(fds[1], out.data(), out.size());
+        ::_exit(0);
+    }
+    ::close(fds[1]);
+    std::string out;
+    char buf[512];
+    ssize_t n;
+    while ((n = ::read(fds[0], buf, sizeof buf)) > 0) out.append(buf, static_cast<size_t>(n));
+    ::close(fds[0]);
+    int status = 0;
+    REQUIRE(::waitpid(pid, &status, 0) == pid);
+    REQUIRE(WIFEXITED(status));
+    REQUIRE(WEXITSTATUS(status) == 0);
+    return out;
+}
+
+}  // namespace
+
+TEST_CASE("judge_record trusts only the owner's single-linked record bound to this mailbox") {
+    struct stat mailbox {};
+    mailbox.st_dev = 2049;
+    mailbox.st_ino = 131;
+    mailbox.st_size = 5000;
+    auto found = [](std::string text, uid_t owner = 1000, nlink_t links = 1) {
+        FoundRecord f;
+        f.path = "/var/mail/bob.mailroom-append";
+        f.record = mailroom::core::parse_lock_record(text);
+        f.owner = owner;
+        f.links = links;
+        return f;
+    };
+    struct Case {
+        FoundRecord record;
+        std::optional<uint64_t> cut_to;
+        std::string ignored;
+    } cases[] = {
+        {found("77 4000 2049 131\n"), 4000u, ""},
+        {found("77 5000 2049 131\n"), 5000u, ""},               // as long as the mailbox: cuts nothing
+        {found("77 4000 2049 131\n", 0), 4000u, ""},            // root's
+        {found("77 4000 2049 131\n", 1001), std::nullopt, "owned by uid 1001"},
+        {found("77 4000 2049 131\n", 1000, 2), std::nullopt, "has 2 links"},
+        {found("77 4000\n"), std::nullopt, "old format without the mailbox's device and inode"},
+        {found("77 4000 2049 132\n"), std::nullopt, "written for another file (device 2049, inode 132)"},
+        {found("77 4000 2050 131\n"), std::nullopt, "written for another file (device 2050, inode 131)"},
+        {found("77 5001 2049 131\n"), std::nullopt, "offset 5001 is past the end of the mailbox (5000 bytes)"},
+        {found("garbage"), std::nullopt, "cannot be parsed"},
+        {found("77\n"), std::nullopt, ""},  // a plain dotlock: nothing to act on, nothing to say
+        {found("77\n", 1001), std::nullopt, "owned by uid 1001"},
+    };
+    for (const auto& c : cases) {
+        auto verdict = judge_record(c.record, mailbox, 1000);
+        INFO("owner " << c.record.owner << " links " << c.record.links << " expecting " << c.ignored);
+        CHECK(verdict.cut_to == c.cut_to);
+        CHECK(verdict.ignored == c.ignored);
+    }
+    FoundRecord link;
+    link.path = "/var/mail/bob.lock";
+    link.unreadable = "is a symbolic link";
+    link.owner = 1000;
+    CHECK(judge_record(link, mailbox, 1000).ignored == "is a symbolic link");
+    CHECK_FALSE(judge_record(link, mailbox, 1000).cut_to);
+}
+
+TEST_CASE("a sidecar that is a symlink, a FIFO or unreadable is reported, never followed") {
+    TempDir dir;
+    std::string path = dir.path + "/bob", sidecar = path + ".mailroom-append";
+    CHECK_FALSE(mailroom::mail::read_append_record(sidecar));  // none there
+    REQUIRE(::symlink(path.c_str(), sidecar.c_str()) == 0);
+    auto link = mailroom::mail::read_append_record(sidecar);
+    REQUIRE(link);
+    CHECK(link->unreadable == "is a symbolic link");
+    REQUIRE(::unlink(sidecar.c_str()) == 0);
+    REQUIRE(::mkfifo(sidecar.c_str(), 0600) == 0);
+    auto fifo = mailroom::mail::read_append_record(sidecar);  // must not hang
+    REQUIRE(fifo);
+    CHECK(fifo->unreadable == "is not a regular file");
+}
+
+TEST_CASE("an old-format record (PID SIZE) is never acted on, and the delivery says so") {
+    use_utc();
+    TempDir dir;
+    std::string path = dir.path + "/bob";
+    REQUIRE(MboxWriter().deliver(message("one\n"), with_locks(path, {LockKind::fcntl})).is_ok());
+    std::string before = slurp(path);
+    std::string tail = delivered("two\n");  // a complete message: exactly what an attacker would cut
+    spit(path, tail, true);
+    spit(path + ".mailroom-append", "999999 " + std::to_string(before.size()) + "\n");
+    auto status = MboxWriter().deliver(message("three\n"), with_locks(path, {LockKind::fcntl}));
+    CHECK(status.is_ok());
+    CHECK(status.text() == "delivered to mailbox (ignored crash-repair record " + path +
+                               ".mailroom-append: old format without the mailbox's device and inode)");
+    CHECK(slurp(path) == before + tail + delivered("three\n"));
+}
+
+TEST_CASE("a record written for another mailbox file is not acted on") {
+    use_utc();
+    TempDir dir;
+    std::string path = dir.path + "/bob", other = dir.path + "/other";
+    spit(other, "");
+    REQUIRE(MboxWriter().deliver(message("one\n"), with_locks(path, {LockKind::dotlock})).is_ok());
+    std::string before = slurp(path);
+    spit(path, delivered("two\n"), true);
+    spit(path + ".lock", record_for(dead_pid(), before.size(), other));
+    auto status = MboxWriter().deliver(message("three\n"), with_locks(path, {LockKind::dotlock}));
+    CHECK(status.is_ok());
+    CHECK(status.text().find("ignored crash-repair record " + path + ".lock: written for another file") !=
+          std::string::npos);
+    CHECK(slurp(path) == before + delivered("two\n") + delivered("three\n"));
+}
+
+TEST_CASE("a record another user planted is ignored, naming its owner") {
+    if (::geteuid() != 0) {
+        WARN("skipped: needs root to plant another user's file");
+        return;
+    }
+    use_utc();
+    for (auto order : {std::vector<LockKind>{LockKind::fcntl}, std::vector<LockKind>{LockKind::fcntl, LockKind::dotlock},
+                       std::vector<LockKind>{LockKind::dotlock}}) {
+        TempDir dir;
+        std::string path = dir.path + "/bob";
+        REQUIRE(MboxWriter().deliver(message("one\n"), with_locks(path, order)).is_ok());
+        std::string before = slurp(path);
+        spit(path, delivered("two\n"), true);
+        bool dotlock_only = order.size() == 1 && order[0] == LockKind::dotlock;
+        // The sidecar counts under the fcntl lock; the dotlock's record when we take it over.
+        std::string planted = path + (dotlock_only ? ".lock" : ".mailroom-append");
+        spit(planted, record_for(dead_pid(), before.size(), path));
+        REQUIRE(::chown(planted.c_str(), other_uid, other_uid) == 0);
+        auto status = MboxWriter().deliver(message("three\n"), with_locks(path, order));
+        CHECK(status.is_ok());
+        CHECK(status.text() == "delivered to mailbox (ignored crash-repair record " + planted + ": owned by uid " +
+                                   std::to_string(other_uid) + ")");
+        CHECK(slurp(path) == before + delivered("two\n") + delivered("three\n"));
+    }
+}
+
+TEST_CASE("a stale dotlock that may not be removed: fcntl alone after the stale age, or a deferral") {
+    if (::geteuid() != 0) {
+        WARN("skipped: needs root to plant a lock the owner may not remove");
+        return;
+    }
+    use_utc();
+    TempDir dir;
+    REQUIRE(::chmod(dir.path.c_str(), 01777) == 0);  // sticky: only a file's owner removes it
+    std::string path = dir.path + "/bob", lock = path + ".lock";
+    spit(path, "");
+    REQUIRE(::chown(path.c_str(), owner_uid, owner_uid) == 0);
+    REQUIRE(::chmod(path.c_str(), 0600) == 0);
+    spit(lock, "1\n");  // root's, PID 1: alive
+    auto info = with_locks(path, {LockKind::fcntl, LockKind::dotlock}, 300ms);
+    info.uid = owner_uid;
+    info.gid = owner_uid;
+    info.locks.stale_dotlock_age = std::chrono::seconds(2);  // injected: no 5-minute wait
+    // Fresh: a live writer's lock, waited for.
+    CHECK(deliver_as_owner(info, "one\n") == "4.2.0 cannot lock mailbox " + path + ": timed out after 0.3s");
+    age(lock, 10s);
+    // Stale but ours to leave: delivered under the fcntl lock alone.
+    for (auto order : {std::vector<LockKind>{LockKind::fcntl, LockKind::dotlock},
+                       std::vector<LockKind>{LockKind::dotlock, LockKind::fcntl}}) {
+        info.locks.order = order;
+        CHECK(deliver_as_owner(info, "two\n") == "2.0.0 delivered to mailbox (under the fcntl lock alone: "
+                                                 "lock " + lock + " (uid 0, stale) cannot be removed (Operation not "
+                                                 "permitted))");
+    }
+    info.locks.order = {LockKind::dotlock};
+    CHECK(deliver_as_owner(info, "three\n") == "4.2.0 cannot lock mailbox " + path + ": lock " + lock +
+                                                   " (uid 0, stale) cannot be removed (Operation not permitted), and "
+                                                   "mailbox_lock has no fcntl lock to deliver under instead");
+    CHECK(slurp(path) == delivered("two\n") + delivered("two\n"));
+    CHECK(slurp(lock) == "1\n");
 }

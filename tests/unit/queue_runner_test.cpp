@@ -98,7 +98,10 @@ TEST_CASE("A delivery that first cuts a torn mailbox tail says so in its log lin
     std::string path = h.tmp.path + "/bob";
     spit(path, "");
     // What a writer killed in mid-append leaves: its record in the dotlock, then half a message.
-    spit(path + ".lock", std::to_string(dead_pid()) + " 0\n");
+    struct stat st {};
+    REQUIRE(::stat(path.c_str(), &st) == 0);
+    spit(path + ".lock", std::to_string(dead_pid()) + " 0 " + std::to_string(st.st_dev) + " " +
+                             std::to_string(st.st_ino) + "\n");
     spit(path, "From alice@host.example Thu Mar  5 07:08:09 2026\nReturn-Path: <ali", true);
     auto id = h.submit("alice@host.example", {"bob@host.example"});
     CHECK(run_entry(h.context(), id, ::time(nullptr), false).outcome == EntryRun::Outcome::finished);

@@ -172,3 +172,28 @@ TEST_CASE("mailctl trace shows a local user's mailbox, an unknown user, a remote
     CHECK(bad.exit_code == 65);
     CHECK(bad.lines[0] == "a b@?[2J");
 }
+
+TEST_CASE("a world-writable mail folder is a warning naming it and Debian's root:mail 2775") {
+    TempDir tmp;
+    std::string mail = tmp.path + "/mail";
+    REQUIRE(::mkdir(mail.c_str(), 0755) == 0);
+    for (mode_t sound : {0755, 02775, 0700}) {
+        REQUIRE(::chmod(mail.c_str(), sound) == 0);
+        CHECK(check_mail_folder(mail).empty());
+    }
+    REQUIRE(::chmod(mail.c_str(), 01777) == 0);
+    auto sticky = check_mail_folder(mail);
+    REQUIRE(sticky.size() == 1);
+    CHECK(sticky[0].severity == CheckFinding::Severity::warning);
+    CHECK(sticky[0].text == "mail_spool_dir " + mail + " is world-writable (mode 1777): any user can create files "
+                            "beside another user's mailbox; Debian uses root:mail 2775 instead (chown root:mail, "
+                            "chmod 2775; deliveries then run with group mail)");
+    CHECK(check_exit_code(sticky) == 0);  // a warning never changes mailctl's exit code
+    REQUIRE(::chmod(mail.c_str(), 0777) == 0);
+    auto open = check_mail_folder(mail);
+    REQUIRE(open.size() == 1);
+    CHECK(open[0].text.find("(mode 0777)") != std::string::npos);
+    CHECK(open[0].text.find("without the sticky bit any user can also remove or rename") != std::string::npos);
+    CHECK(check_exit_code(open) == 0);
+    CHECK(check_mail_folder(tmp.path + "/missing").empty());
+}
