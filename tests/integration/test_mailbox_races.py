@@ -57,8 +57,8 @@ def quietly(action, *args):
 class MailboxRaces(mrtest.TestCase):
     def setUp(self):
         super().setUp()
-        self.seed = int(os.environ.get("MAILROOM_TEST_SEED", random.randrange(1 << 30)))
-        print(f"seed {self.seed} (set MAILROOM_TEST_SEED to repeat)")
+        self.seed = int(os.environ.get("MAILROOM_SEED", random.randrange(1 << 30)))
+        print(f"seed {self.seed} (set MAILROOM_SEED to repeat)")
         self.alice = self.box.uids["alice"]
         self.bob = self.box.uids["bob"]
         # What the attacker wants written: a file bob owns elsewhere, and her own file.
