@@ -105,7 +105,9 @@ std::optional<int> parse_options(int argc, char** argv, Options& options) {
 }
 
 int run(const Options& options) {
-    auto config = core::Config::load_for_program(options.config_file);
+    auto source = core::Config::choose_source(options.config_file);
+    if (!source) return fail(EX_NOPERM, source.error().message());
+    auto config = core::Config::load_for_program(*source);
     if (!config) return fail(EX_CONFIG, config.error().message());
     // A log that cannot be opened must not stop delivery: fall back to syslog.
     auto opened = core::Logger::open("local", config->str("log"));

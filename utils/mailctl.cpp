@@ -206,7 +206,9 @@ int run(int argc, char** argv) {
     if (i == argc) return fail(EX_USAGE, std::string("no command (") + usage_line + ")");
     std::string command = argv[i];
     std::vector<std::string> args(argv + i + 1, argv + argc);
-    auto config = core::Config::load_for_program(config_file);
+    auto source = core::Config::choose_source(config_file);
+    if (!source) return fail(EX_NOPERM, source.error().message());
+    auto config = core::Config::load_for_program(*source);
     if (!config) return fail(EX_CONFIG, config.error().message());
     if (command == "hold") return administer(*config, mail::AdminAction::hold, command, args);
     if (command == "release") return administer(*config, mail::AdminAction::release, command, args);

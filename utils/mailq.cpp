@@ -80,7 +80,9 @@ int spool_failure(const core::Error& error) {
 }
 
 int run(const Options& options) {
-    auto config = core::Config::load_for_program(options.config_file);
+    auto source = core::Config::choose_source(options.config_file);
+    if (!source) return fail(EX_NOPERM, source.error().message());
+    auto config = core::Config::load_for_program(*source);
     if (!config) return fail(EX_CONFIG, config.error().message());
     const std::string& dir = config->str("spool_dir");
     // A listing must not create the spool (Spool::open would). Programs create it on
