@@ -45,9 +45,11 @@ core::Result<core::UniqueFd> open_folder(int dir_fd, const std::string& dir, con
     }
     core::UniqueFd fd(::openat(dir_fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
     if (!fd) {
-        if (errno == ELOOP) return core::unexpected_errno("spool folder " + path + " is a symbolic link", EPERM);
-        if (errno == ENOTDIR) return core::unexpected_errno("spool folder " + path + " is not a folder", EPERM);
-        return core::unexpected_errno("open spool folder " + path);
+        if (errno != ELOOP && errno != ENOTDIR) return core::unexpected_errno("open spool folder " + path);
+        // Linux answers either for a symbolic link with O_NOFOLLOW | O_DIRECTORY.
+        struct stat link {};
+        bool is_link = ::fstatat(dir_fd, name, &link, AT_SYMLINK_NOFOLLOW) == 0 && S_ISLNK(link.st_mode);
+        return core::unexpected_errno("spool folder " + path + (is_link ? " is a symbolic link" : " is not a folder"), EPERM);
     }
     struct stat st {};
     if (::fstat(fd.get(), &st) != 0) return core::unexpected_errno("stat " + path);
