@@ -20,7 +20,8 @@
 // PRIVILEGES
 //   Run as root to deliver to every user (each mailbox is written in a child
 //   switched to its user). Run as another user it delivers only that user's mail
-//   and leaves the rest, untouched, to the root-run daemon.
+//   and leaves the rest, untouched, to the root-run daemon. Running set-id (started
+//   by a set-uid sendmail) it reads only the installed configuration.
 #include <sys/file.h>
 #include <sysexits.h>
 #include <unistd.h>

@@ -18,7 +18,8 @@
 //   77 the caller is neither root nor the spool owner. check: 0 sound (warnings
 //   allowed), 78 configuration or aliases db, 73 a spool folder or the trigger
 //   missing, 77 wrong owner, mode or links. trace: 0 deliverable, 65 bad address,
-//   67 unknown user, 75 would be deferred. 64 usage, 78 configuration, everywhere.
+//   67 unknown user, 75 would be deferred. 64 usage, 78 configuration, everywhere;
+//   77 -C or MAILROOM_CONF when running set-id (only the installed file is read).
 #include <sys/stat.h>
 #include <sysexits.h>
 #include <unistd.h>

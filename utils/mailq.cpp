@@ -17,7 +17,8 @@
 //
 // PRIVILEGES
 //   The queue folders belong to the spool owner (mode 0700): run it as root or the
-//   spool owner, or install it set-uid to the spool owner as sendmail is.
+//   spool owner, or install it set-uid to the spool owner as sendmail is; running
+//   set-id it reads only the installed configuration (-C, MAILROOM_CONF: exit 77).
 #include <sys/stat.h>
 #include <sysexits.h>
 #include <unistd.h>
