@@ -172,8 +172,10 @@ core::Result<void> Spool::for_each_entry(QueueFolder folder,
 
 core::Result<void> Spool::quarantine(std::string_view id, QueueFolder from) const {
     std::string source = entry_path(from, id);
-    std::string target = entry_path(QueueFolder::quarantine, id);
-    if (::rename(source.c_str(), target.c_str()) != 0) return core::unexpected_errno("quarantine " + source);
+    std::string name(id);
+    if (::renameat(folder_fd(from), name.c_str(), folder_fd(QueueFolder::quarantine), name.c_str()) != 0) {
+        return core::unexpected_errno("quarantine " + source);
+    }
     return {};
 }
 
@@ -280,7 +282,7 @@ core::Result<void> QueueWriter::commit(const Envelope& envelope, QueueFolder fol
 
 core::Result<EntrySnapshot> read_entry(const Spool& spool, QueueFolder folder, std::string_view id) {
     std::string path = spool.entry_path(folder, id);
-    int raw = ::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    int raw = ::openat(spool.folder_fd(folder), std::string(id).c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
     if (raw < 0) return core::unexpected_errno("open " + path);
     core::UniqueFd fd(raw);
     auto tail = read_tail(fd.get(), path);
@@ -297,7 +299,8 @@ core::Result<EntrySnapshot> read_entry(const Spool& spool, QueueFolder folder, s
 
 core::Result<LockAttempt> LockedEntry::lock(const Spool& spool, QueueFolder folder, std::string_view id, bool wait) {
     std::string path = spool.entry_path(folder, id);
-    int raw = ::open(path.c_str(), O_RDWR | O_NOFOLLOW | O_CLOEXEC);
+    std::string name(id);
+    int raw = ::openat(spool.folder_fd(folder), name.c_str(), O_RDWR | O_NOFOLLOW | O_CLOEXEC);
     if (raw < 0) {
         if (errno == ENOENT) return LockAttempt{LockAttempt::Outcome::gone, std::nullopt};
         return core::unexpected_errno("open " + path);
@@ -317,7 +320,8 @@ core::Result<LockAttempt> LockedEntry::lock(const Spool& spool, QueueFolder fold
     // or mailctl moved it: only the file still under this name counts.
     struct stat held {}, named {};
     if (::fstat(fd.get(), &held) != 0) return core::unexpected_errno("stat " + path);
-    if (::lstat(path.c_str(), &named) != 0 || named.st_ino != held.st_ino || named.st_dev != held.st_dev) {
+    if (::fstatat(spool.folder_fd(folder), name.c_str(), &named, AT_SYMLINK_NOFOLLOW) != 0 || named.st_ino != held.st_ino ||
+        named.st_dev != held.st_dev) {
         return LockAttempt{LockAttempt::Outcome::gone, std::nullopt};
     }
     auto tail = read_tail(fd.get(), path);
@@ -369,15 +373,18 @@ core::Result<void> LockedEntry::remove() {
     std::string path = spool_->entry_path(folder_, id_);
     // No folder fsync: an entry that comes back after a crash holds only done
     // recipients (its state says so) and is removed again.
-    if (::unlink(path.c_str()) != 0 && errno != ENOENT) return core::unexpected_errno("remove " + path);
+    if (::unlinkat(spool_->folder_fd(folder_), id_.c_str(), 0) != 0 && errno != ENOENT) {
+        return core::unexpected_errno("remove " + path);
+    }
     return {};
 }
 
 core::Result<void> LockedEntry::move_to(QueueFolder folder) {
     if (folder == folder_) return {};
     std::string source = spool_->entry_path(folder_, id_);
-    std::string target = spool_->entry_path(folder, id_);
-    if (::rename(source.c_str(), target.c_str()) != 0) return core::unexpected_errno("move " + source);
+    if (::renameat(spool_->folder_fd(folder_), id_.c_str(), spool_->folder_fd(folder), id_.c_str()) != 0) {
+        return core::unexpected_errno("move " + source);
+    }
     folder_ = folder;
     // A hold must survive a restart of the daemon and a crash.
     return core::fsync_dir(spool_->folder_path(folder));

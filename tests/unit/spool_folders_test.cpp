@@ -106,3 +106,37 @@ TEST_CASE("submissions and the sweep keep to the tmp/ that was opened, even when
     CHECK(::access((dir + "/old-tmp/" + writer->id()).c_str(), F_OK) == 0);
     CHECK(::access((tmp.path + "/other/hold/" + writer->id()).c_str(), F_OK) != 0);
 }
+
+TEST_CASE("locks, reads, moves and removals keep to the folders that were opened, even when a name is swapped",
+          "[spool]") {
+    TempDir tmp;
+    auto other = Spool::open(tmp.path + "/other");
+    REQUIRE(other);
+    std::string dir = tmp.path + "/spool";
+    auto spool = Spool::open(dir);
+    REQUIRE(spool);
+    Envelope envelope;
+    envelope.sender = "alice@host.example";
+    envelope.recipients = {"bob@x"};
+    auto writer = QueueWriter::begin(*spool);
+    REQUIRE(writer);
+    REQUIRE(writer->write("Subject: mine\n\nbody\n"));
+    REQUIRE(writer->commit(envelope));
+    std::string mine = writer->id();
+    // An entry of the other spool with the same name, reached through swapped names.
+    REQUIRE(::link((dir + "/queue/" + mine).c_str(), (tmp.path + "/other/hold/" + mine).c_str()) == 0);
+    for (const char* name : {"queue", "hold"}) {
+        REQUIRE(::rename((dir + "/" + name).c_str(), (dir + "/old-" + name).c_str()) == 0);
+        REQUIRE(::symlink((tmp.path + "/other/" + name).c_str(), (dir + "/" + name).c_str()) == 0);
+    }
+    REQUIRE(read_entry(*spool, QueueFolder::queue, mine));
+    auto attempt = LockedEntry::lock(*spool, QueueFolder::queue, mine);
+    REQUIRE(attempt);
+    REQUIRE(attempt->outcome == LockAttempt::Outcome::locked);
+    REQUIRE(attempt->entry->move_to(QueueFolder::hold));
+    CHECK(::access((dir + "/old-hold/" + mine).c_str(), F_OK) == 0);
+    REQUIRE(attempt->entry->remove());
+    CHECK(::access((dir + "/old-hold/" + mine).c_str(), F_OK) != 0);
+    // The other spool's file of that name is untouched.
+    CHECK(::access((tmp.path + "/other/hold/" + mine).c_str(), F_OK) == 0);
+}
