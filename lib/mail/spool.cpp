@@ -132,7 +132,6 @@ core::Result<Spool> Spool::open(std::string dir) {
     } else if (errno != EEXIST) {
         return core::unexpected_errno("create " + trigger);
     }
-    spool.dir_fd_ = std::move(dir_fd);
     return spool;
 }
 

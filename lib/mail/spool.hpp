@@ -43,8 +43,9 @@ public:
     // (tmp, queue, hold, quarantine) is a symbolic link, not a folder, or does not
     // belong to the spool owner: a program with the spool owner's rights must not
     // be sent to work in folders someone else arranged. The folders are opened
-    // here once; tmp/ is then used through its descriptor (openat, sweep), so a
-    // name swapped later cannot redirect submissions or the sweep.
+    // here once; entries are then created, swept, read, locked, moved and removed
+    // through these descriptors (*at calls), so a name swapped later cannot
+    // redirect them. (Still by path: the commit's rename and the folder scans.)
     static core::Result<Spool> open(std::string dir);
 
     const std::string& dir() const { return dir_; }
@@ -83,7 +84,7 @@ private:
     mutable QueueIdGenerator ids_;
     uid_t owner_uid_;
     gid_t owner_gid_;
-    core::UniqueFd dir_fd_, tmp_fd_, queue_fd_, hold_fd_, quarantine_fd_;
+    core::UniqueFd tmp_fd_, queue_fd_, hold_fd_, quarantine_fd_;
 };
 
 // One submission being written. Abandoned (its temp file removed) unless committed.
