@@ -285,27 +285,46 @@ class SetuidAttacks(SetuidBase):
                 self.assertEqual(r.returncode, 77, r.stderr)
                 self.assertEqual(self.spool_snapshot(), before)
 
-    def test_sendmail_q_starts_mta_with_the_installed_configuration_and_no_environment_of_the_caller(self):
-        # A stand-in for mta that writes down what it was given.
+    CALLER_ENV = {"MAILROOM_CONF": "", "TZ": "Pacific/Kiritimati", "LANG": "C.UTF-8", "HOME": "/root",
+                  "LD_LIBRARY_PATH": "/tmp", "FOO": "bar"}
+
+    def stand_in_mta(self):
+        """Replaces the set-uid mta by a script that writes down its arguments and
+        environment; returns the folder it writes them to."""
         out = os.path.join(self.box.dir, "seen")
         os.mkdir(out, 0o777)
         os.chmod(out, 0o777)
         mta = self.setuid("mta")
         os.unlink(mta)
         with open(mta, "w") as f:
-            f.write(f'#!/bin/sh\nprintf "%s\\n" "$@" > {out}/args\nenv > {out}/env\n')
+            f.write(f'#!/bin/sh\nenv > {out}/env.new\nprintf "%s\\n" "$@" > {out}/args\nmv {out}/env.new {out}/env\n')
         os.chmod(mta, 0o755)
-        caller_env = {"MAILROOM_CONF": "", "TZ": "Pacific/Kiritimati", "LANG": "C.UTF-8", "HOME": "/root",
-                      "LD_LIBRARY_PATH": "/tmp", "FOO": "bar"}
-        r = self.installed(SUBMITTER, [self.sendmail, "-q"], env=caller_env)
-        self.assertEqual(r.returncode, 0, r.stderr)
+        return out
+
+    def assertStartedClean(self, out, args):
+        deadline = time.time() + 30
+        while not os.path.exists(os.path.join(out, "env")) and time.time() < deadline:
+            time.sleep(0.05)
         with open(os.path.join(out, "args")) as f:
-            self.assertEqual(f.read(), "-q\n")
+            self.assertEqual(f.read().split(), args)
         with open(os.path.join(out, "env")) as f:
             env = dict(line.split("=", 1) for line in f.read().splitlines() if "=" in line)
         self.assertEqual(env.get("PATH"), SET_ID_PATH)
-        for name in caller_env:
+        for name in self.CALLER_ENV:
             self.assertNotIn(name, env)
+
+    def test_sendmail_q_starts_mta_with_the_installed_configuration_and_no_environment_of_the_caller(self):
+        out = self.stand_in_mta()
+        r = self.installed(SUBMITTER, [self.sendmail, "-q"], env=self.CALLER_ENV)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertStartedClean(out, ["-q"])
+
+    def test_a_submission_starts_its_delivery_with_the_installed_configuration_and_no_environment_of_the_caller(self):
+        out = self.stand_in_mta()
+        r = self.installed(SUBMITTER, [self.sendmail, "carol"], message("x"), env=self.CALLER_ENV)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        (queue_id,) = self.box.queued()
+        self.assertStartedClean(out, ["-q", "-I", queue_id])
 
     def test_held_entries_are_not_swept_through_a_tmp_symlink_in_a_spool_of_ones_own(self):
         # Two held entries, older than the day after which tmp/ leftovers are swept.
