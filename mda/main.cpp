@@ -21,7 +21,8 @@
 // PRIVILEGES
 //   Run as root, each mailbox is written as its user: in this process after an
 //   irrevocable switch when there is one USER, in a forked child per USER when
-//   there are several. Run as a user, it can deliver only to that user.
+//   there are several. Run as a user, it can deliver only to that user. Running
+//   set-id it reads only the installed configuration (-C, MAILROOM_CONF: exit 77).
 #include <getopt.h>
 #include <sysexits.h>
 #include <unistd.h>
@@ -105,7 +106,9 @@ std::optional<int> parse_options(int argc, char** argv, Options& options) {
 }
 
 int run(const Options& options) {
-    auto config = core::Config::load_for_program(options.config_file);
+    auto source = core::Config::choose_source(options.config_file);
+    if (!source) return fail(EX_NOPERM, source.error().message());
+    auto config = core::Config::load_for_program(*source);
     if (!config) return fail(EX_CONFIG, config.error().message());
     // A log that cannot be opened must not stop delivery: fall back to syslog.
     auto opened = core::Logger::open("local", config->str("log"));

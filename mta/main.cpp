@@ -13,12 +13,15 @@
 //
 // EXIT STATUS
 //   0 the run completed (even when some messages stay deferred); 64 usage;
-//   75 the spool could not be read or a daemon already runs; 78 configuration.
+//   75 the spool could not be read or a daemon already runs; 77 -C or MAILROOM_CONF
+//   in a set-id run, or a spool folder that is a symbolic link or not the spool
+//   owner's; 78 configuration.
 //
 // PRIVILEGES
 //   Run as root to deliver to every user (each mailbox is written in a child
 //   switched to its user). Run as another user it delivers only that user's mail
-//   and leaves the rest, untouched, to the root-run daemon.
+//   and leaves the rest, untouched, to the root-run daemon. Running set-id (started
+//   by a set-uid sendmail) it reads only the installed configuration.
 #include <sys/file.h>
 #include <sysexits.h>
 #include <unistd.h>
@@ -113,7 +116,9 @@ core::Logger open_log(const std::string& role, const std::string& destination) {
 }
 
 int run(const Options& options) {
-    auto config = core::Config::load_for_program(options.config_file);
+    auto source = core::Config::choose_source(options.config_file);
+    if (!source) return fail(EX_NOPERM, source.error().message());
+    auto config = core::Config::load_for_program(*source);
     if (!config) return fail(EX_CONFIG, config.error().message());
     if (options.mode == Mode::print_changed || options.mode == Mode::print_all) {
         std::fputs(config->dump(options.mode == Mode::print_all).c_str(), stdout);
@@ -122,7 +127,11 @@ int run(const Options& options) {
     if (options.mode == Mode::smtp_session) return fail(EX_UNAVAILABLE, "-bs is not supported yet (no SMTP engine)");
 
     auto spool = mail::Spool::open(config->str("spool_dir"));
-    if (!spool) return fail(EX_TEMPFAIL, "cannot open the spool (" + spool.error().message() + ")");
+    if (!spool) {
+        // EPERM: a folder arranged by someone else (a symbolic link, another owner).
+        int code = spool.error().errno_value() == EPERM ? EX_NOPERM : EX_TEMPFAIL;
+        return fail(code, "cannot open the spool (" + spool.error().message() + ")");
+    }
     const std::string& destination = config->str("log");
     core::Logger qmgr = open_log("qmgr", destination), local = open_log("local", destination),
                  bounce = open_log("bounce", destination);

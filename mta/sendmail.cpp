@@ -17,12 +17,17 @@
 // EXIT STATUS
 //   0 the message is on stable storage in the queue; 64 usage (no recipients and
 //   no -t); 65 an address that does not parse, or -t found none; 73 message over
-//   message_size_limit; 75 the spool could not take it (full disk...); 78 configuration.
+//   message_size_limit; 75 the spool could not take it (full disk...); 77 -C or
+//   MAILROOM_CONF in a set-id run, or a spool folder that is a symbolic link or not
+//   the spool owner's; 78 configuration.
 //
 // PRIVILEGES
 //   Meant to be installed set-uid to the spool's owner (never root): queue files
 //   belong to that owner, not to the submitter (docs/security.md). Run as root,
-//   it writes them for that owner too.
+//   it writes them for that owner too. Running set-id it reads only the installed
+//   configuration (-C and MAILROOM_CONF: exit 77, before any file is opened), and
+//   the programs it starts get that configuration and only PATH=/usr/bin:/bin as
+//   their environment (docs/sendmail.md).
 #include <fcntl.h>
 #include <sysexits.h>
 #include <unistd.h>
@@ -55,32 +60,34 @@ int fail(int code, const std::string& what) {
     return code;
 }
 
-std::vector<std::string> with_config(std::vector<std::string> args, const mail::SendmailOptions& options) {
-    if (options.config_file) args.insert(args.begin(), {"-C", *options.config_file});
+// A file the caller named goes on to the program started; the installed one need
+// not (and a set-id run has no other: the program started reads it by itself).
+std::vector<std::string> with_config(std::vector<std::string> args, const core::ConfigSource& source) {
+    if (source.named) args.insert(args.begin(), {"-C", source.path});
     return args;
 }
 
 // The other modes are other programs' jobs: hand over, keeping -C.
-int hand_over(const mail::SendmailOptions& options) {
+int hand_over(const mail::SendmailOptions& options, const core::ConfigSource& source) {
     switch (options.mode) {
-    case mail::SendmailMode::list_queue: return exec_sibling("mailq", with_config({}, options));
-    case mail::SendmailMode::rebuild_aliases: return exec_sibling("newaliases", with_config({}, options));
+    case mail::SendmailMode::list_queue: return exec_sibling("mailq", with_config({}, source));
+    case mail::SendmailMode::rebuild_aliases: return exec_sibling("newaliases", with_config({}, source));
     case mail::SendmailMode::smtp_session:
         // Until the SMTP engine exists (mta -bs would say the same, under its own name).
         return fail(EX_UNAVAILABLE, "-bs is not supported yet (no SMTP engine)");
-    case mail::SendmailMode::daemon: return exec_sibling("mta", with_config({"-d"}, options));
+    case mail::SendmailMode::daemon: return exec_sibling("mta", with_config({"-d"}, source));
     case mail::SendmailMode::run_queue:
-        return exec_sibling("mta", with_config({options.queue_interval ? "-d" : "-q"}, options));
+        return exec_sibling("mta", with_config({options.queue_interval ? "-d" : "-q"}, source));
     case mail::SendmailMode::verify: {
         std::vector<std::string> args{"trace"};
         args.insert(args.end(), options.recipients.begin(), options.recipients.end());
-        return exec_sibling("mailctl", with_config(args, options));
+        return exec_sibling("mailctl", with_config(args, source));
     }
     default: return EX_SOFTWARE;
     }
 }
 
-int submit(const mail::SendmailOptions& options, const core::Config& config) {
+int submit(const mail::SendmailOptions& options, const core::ConfigSource& source, const core::Config& config) {
     if (options.recipients.empty() && !options.recipients_from_headers) {
         return fail(EX_USAGE, "no recipients given and no -t (usage: sendmail [options] [--] recipient...)");
     }
@@ -121,7 +128,11 @@ int submit(const mail::SendmailOptions& options, const core::Config& config) {
     request.filter.size_limit = config.size("message_size_limit");
 
     auto spool = mail::Spool::open(config.str("spool_dir"));
-    if (!spool) return fail(EX_TEMPFAIL, "cannot open the queue (" + spool.error().message() + ")");
+    if (!spool) {
+        // EPERM: a folder arranged by someone else; retrying will not help.
+        int code = spool.error().errno_value() == EPERM ? EX_NOPERM : EX_TEMPFAIL;
+        return fail(code, "cannot open the queue (" + spool.error().message() + ")");
+    }
     auto queued = mail::submit_message(*spool, std::move(request), STDIN_FILENO);
     if (!queued) {
         int err = queued.error().errno_value();
@@ -141,7 +152,7 @@ int submit(const mail::SendmailOptions& options, const core::Config& config) {
 
     if (options.delivery == mail::DeliveryMode::queue_only) return EX_OK;
     if (options.delivery == mail::DeliveryMode::background) {
-        if (!spool->wake_daemon(queued->id)) spawn_sibling("mta", with_config({"-q", "-I", queued->id}, options));
+        if (!spool->wake_daemon(queued->id)) spawn_sibling("mta", with_config({"-q", "-I", queued->id}, source));
         return EX_OK;
     }
     // -odi: deliver now, in this process; the message is queued whatever happens.
@@ -174,10 +185,13 @@ int main(int argc, char** argv) {
             std::printf("sendmail (mailroom) %s\n", MAILROOM_VERSION);
             return EX_OK;
         }
-        if (options->mode != mail::SendmailMode::deliver) return hand_over(*options);
-        auto config = core::Config::load_for_program(options->config_file ? *options->config_file : "");
+        // Before any hand-over: what a set-id run starts must not get the caller's file either.
+        auto source = core::Config::choose_source(options->config_file ? *options->config_file : "");
+        if (!source) return fail(EX_NOPERM, source.error().message());
+        if (options->mode != mail::SendmailMode::deliver) return hand_over(*options, *source);
+        auto config = core::Config::load_for_program(*source);
         if (!config) return fail(EX_CONFIG, config.error().message());
-        return submit(*options, *config);
+        return submit(*options, *source, *config);
     } catch (const std::exception&) {
         std::fputs("sendmail: error: internal error (unexpected exception)\n", stderr);
         return EX_SOFTWARE;

@@ -10,6 +10,8 @@
 #include <cstdio>
 #include <cstring>
 
+#include "core/set_id.hpp"
+
 namespace mailroom::mta {
 
 namespace {
@@ -27,7 +29,8 @@ void exec_now(const std::string& path, const std::string& program, const std::ve
     argv.push_back(const_cast<char*>(program.c_str()));
     for (const auto& arg : args) argv.push_back(const_cast<char*>(arg.c_str()));
     argv.push_back(nullptr);
-    ::execv(path.c_str(), argv.data());
+    // From a set-id sendmail, nothing of the caller's environment goes on (core/set_id.hpp).
+    ::execve(path.c_str(), argv.data(), mailroom::core::child_environment().data());
 }
 
 }  // namespace

@@ -1,6 +1,7 @@
 // Starting the other mailroom programs from sendmail: they are looked up beside
 // the running binary (/proc/self/exe), so a build tree and an installation both
-// find their own copies, never whatever is first in PATH.
+// find their own copies, never whatever is first in PATH. From a set-id sendmail
+// they get only core::child_environment()'s fixed PATH as their environment.
 #pragma once
 
 #include <string>

@@ -18,7 +18,8 @@
 //   77 the caller is neither root nor the spool owner. check: 0 sound (warnings
 //   allowed), 78 configuration or aliases db, 73 a spool folder or the trigger
 //   missing, 77 wrong owner, mode or links. trace: 0 deliverable, 65 bad address,
-//   67 unknown user, 75 would be deferred. 64 usage, 78 configuration, everywhere.
+//   67 unknown user, 75 would be deferred. 64 usage, 78 configuration, everywhere;
+//   77 -C or MAILROOM_CONF when running set-id (only the installed file is read).
 #include <sys/stat.h>
 #include <sysexits.h>
 #include <unistd.h>
@@ -212,7 +213,9 @@ int run(int argc, char** argv) {
     if (i == argc) return fail(EX_USAGE, std::string("no command (") + usage_line + ")");
     std::string command = argv[i];
     std::vector<std::string> args(argv + i + 1, argv + argc);
-    auto config = core::Config::load_for_program(config_file);
+    auto source = core::Config::choose_source(config_file);
+    if (!source) return fail(EX_NOPERM, source.error().message());
+    auto config = core::Config::load_for_program(*source);
     if (!config) return fail(EX_CONFIG, config.error().message());
     if (command == "hold") return administer(*config, mail::AdminAction::hold, command, args);
     if (command == "release") return administer(*config, mail::AdminAction::release, command, args);

@@ -17,7 +17,8 @@
 //
 // PRIVILEGES
 //   The queue folders belong to the spool owner (mode 0700): run it as root or the
-//   spool owner, or install it set-uid to the spool owner as sendmail is.
+//   spool owner, or install it set-uid to the spool owner as sendmail is; running
+//   set-id it reads only the installed configuration (-C, MAILROOM_CONF: exit 77).
 #include <sys/stat.h>
 #include <sysexits.h>
 #include <unistd.h>
@@ -80,7 +81,9 @@ int spool_failure(const core::Error& error) {
 }
 
 int run(const Options& options) {
-    auto config = core::Config::load_for_program(options.config_file);
+    auto source = core::Config::choose_source(options.config_file);
+    if (!source) return fail(EX_NOPERM, source.error().message());
+    auto config = core::Config::load_for_program(*source);
     if (!config) return fail(EX_CONFIG, config.error().message());
     const std::string& dir = config->str("spool_dir");
     // A listing must not create the spool (Spool::open would). Programs create it on

@@ -15,6 +15,7 @@
 
 #include "core/config_keys.hpp"
 #include "core/io.hpp"
+#include "core/set_id.hpp"
 #include "core/unique_fd.hpp"
 
 namespace mailroom::core {
@@ -301,19 +302,33 @@ Config Config::defaults() {
     return std::move(c).value();
 }
 
-std::string Config::choose_path(const std::string& dash_c) {
-    if (!dash_c.empty()) return dash_c;
-    const char* env = std::getenv("MAILROOM_CONF");
-    if (env && *env) return env;
-    return MAILROOM_SYSCONFDIR "/mailroom.conf";
+std::string Config::installed_path() { return MAILROOM_SYSCONFDIR "/mailroom.conf"; }
+
+Result<ConfigSource> Config::choose_source(const std::string& dash_c, const char* env_conf, bool set_id) {
+    std::string given = dash_c;
+    const char* how = "-C";
+    if (given.empty() && env_conf && *env_conf) {
+        given = env_conf;
+        how = "MAILROOM_CONF";
+    }
+    if (given.empty() || (set_id && given == installed_path())) return ConfigSource{installed_path(), false};
+    if (!set_id) return ConfigSource{given, true};
+    // The caller's own words, on the caller's own terminal; still no control bytes.
+    std::string shown = given.substr(0, std::min(given.size(), max_quoted));
+    for (char& c : shown) {
+        if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) c = '?';
+    }
+    return unexpected_input(fmt::format("will not read {} given by {} (a program running set-id reads only {})",
+                                        shown, how, installed_path()));
 }
 
-Result<Config> Config::load_for_program(const std::string& dash_c) {
-    std::string path = choose_path(dash_c);
-    const char* env = std::getenv("MAILROOM_CONF");
-    bool named = !dash_c.empty() || (env && *env);
-    if (!named && ::access(path.c_str(), F_OK) != 0 && errno == ENOENT) return defaults();
-    return load(path);
+Result<ConfigSource> Config::choose_source(const std::string& dash_c) {
+    return choose_source(dash_c, std::getenv("MAILROOM_CONF"), running_set_id());
+}
+
+Result<Config> Config::load_for_program(const ConfigSource& source) {
+    if (!source.named && ::access(source.path.c_str(), F_OK) != 0 && errno == ENOENT) return defaults();
+    return load(source.path);
 }
 
 size_t Config::index_of(std::string_view key) const { return key_index_or_die(key); }

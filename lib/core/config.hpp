@@ -24,6 +24,12 @@
 
 namespace mailroom::core {
 
+// Which configuration file a program reads (Config::choose_source).
+struct ConfigSource {
+    std::string path;
+    bool named = false;  // given by -C or MAILROOM_CONF: it must exist
+};
+
 class Config {
 public:
     // Reads and parses path; "cannot open PATH: No such file or directory" and the like.
@@ -32,13 +38,21 @@ public:
     static Result<Config> parse(std::string_view text, const std::string& name);
     // Every key at its default (the host keys from the system).
     static Config defaults();
-    // The file to use: dash_c when not empty, else $MAILROOM_CONF when set and not
-    // empty, else MAILROOM_SYSCONFDIR "/mailroom.conf".
-    static std::string choose_path(const std::string& dash_c);
-    // What every program calls: the file of choose_path(). A file named by -C or
-    // $MAILROOM_CONF must exist; the built-in default may be missing, and then
-    // every key keeps its default (a fresh install works before it is configured).
-    static Result<Config> load_for_program(const std::string& dash_c);
+    // The installed file, MAILROOM_SYSCONFDIR "/mailroom.conf".
+    static std::string installed_path();
+    // The file to use: dash_c when not empty, else env_conf ($MAILROOM_CONF) when
+    // not null nor empty, else installed_path(). When set_id (core/set_id.hpp), a
+    // file the caller chose is refused, before anything opens it, so that the
+    // answer never tells whether it exists: an input error "will not read FILE given
+    // by -C (...)"; the program exits EX_NOPERM (77). Naming installed_path() itself
+    // is no choice and is allowed, as Postfix allows MAIL_CONFIG to name the default.
+    static Result<ConfigSource> choose_source(const std::string& dash_c, const char* env_conf, bool set_id);
+    // The same for this process: $MAILROOM_CONF and core::running_set_id().
+    static Result<ConfigSource> choose_source(const std::string& dash_c);
+    // Loads the chosen file. A file named by -C or $MAILROOM_CONF must exist; the
+    // installed one may be missing, and then every key keeps its default (a fresh
+    // install works before it is configured). Errors exit EX_CONFIG (78).
+    static Result<Config> load_for_program(const ConfigSource& source);
 
     // The expanded value.
     const std::string& str(std::string_view key) const;

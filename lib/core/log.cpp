@@ -20,8 +20,9 @@ std::string short_host_name() {
 }
 
 UniqueFd open_log_file(const std::string& path) {
-    // 0640 like a syslog file; the umask may narrow it further.
-    return UniqueFd(::open(path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOCTTY, 0640));
+    // 0600: a set-uid sendmail creates it with the submitter's group, and no
+    // submitter may read other people's log lines. An existing file keeps its mode.
+    return UniqueFd(::open(path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOCTTY, 0600));
 }
 
 // One write(): with O_APPEND the kernel places the whole line at the end at once,

@@ -30,16 +30,35 @@ const char* folder_name(QueueFolder folder) {
     return "queue";
 }
 
-core::Result<void> make_folder(const std::string& path, mode_t mode, uid_t uid, gid_t gid) {
-    if (::mkdir(path.c_str(), mode) == 0) {
+// Creates (when missing) and opens one folder of the spool without following a
+// symbolic link, and checks that it belongs to the spool owner: the checks hold for
+// the very folder later calls use through the descriptor.
+core::Result<core::UniqueFd> open_folder(int dir_fd, const std::string& dir, const char* name, uid_t uid, gid_t gid) {
+    std::string path = dir + "/" + name;
+    if (::mkdirat(dir_fd, name, 0700) == 0) {
         // root builds the spool for its owner, never for itself.
-        if (::geteuid() == 0 && uid != 0 && ::chown(path.c_str(), uid, gid) != 0) {
+        if (::geteuid() == 0 && uid != 0 && ::fchownat(dir_fd, name, uid, gid, AT_SYMLINK_NOFOLLOW) != 0) {
             return core::unexpected_errno("chown " + path);
         }
-        return {};
+    } else if (errno != EEXIST) {
+        return core::unexpected_errno("create spool folder " + path);
     }
-    if (errno == EEXIST) return {};
-    return core::unexpected_errno("create spool folder " + path);
+    core::UniqueFd fd(::openat(dir_fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+    if (!fd) {
+        if (errno != ELOOP && errno != ENOTDIR) return core::unexpected_errno("open spool folder " + path);
+        // Linux answers either for a symbolic link with O_NOFOLLOW | O_DIRECTORY.
+        struct stat link {};
+        bool is_link = ::fstatat(dir_fd, name, &link, AT_SYMLINK_NOFOLLOW) == 0 && S_ISLNK(link.st_mode);
+        return core::unexpected_errno("spool folder " + path + (is_link ? " is a symbolic link" : " is not a folder"), EPERM);
+    }
+    struct stat st {};
+    if (::fstat(fd.get(), &st) != 0) return core::unexpected_errno("stat " + path);
+    if (st.st_uid != uid) {
+        return core::unexpected_errno(fmt::format("spool folder {} belongs to uid {}, not to the spool owner (uid {}, owner of {})",
+                                                  path, st.st_uid, uid, dir),
+                                      EPERM);
+    }
+    return fd;
 }
 
 core::Unexpected corrupt(std::string what) { return core::unexpected_errno(std::move(what), EBADMSG); }
@@ -89,26 +108,40 @@ bool is_locked_by_other(int fd) {
 
 core::Result<Spool> Spool::open(std::string dir) {
     while (dir.size() > 1 && dir.back() == '/') dir.pop_back();
-    struct stat st {};
-    if (::stat(dir.c_str(), &st) != 0) {
-        if (errno != ENOENT) return core::unexpected_errno("spool_dir " + dir);
+    core::UniqueFd dir_fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (!dir_fd && errno == ENOENT) {
         if (::mkdir(dir.c_str(), 0755) != 0 && errno != EEXIST) return core::unexpected_errno("create spool_dir " + dir);
-        if (::stat(dir.c_str(), &st) != 0) return core::unexpected_errno("spool_dir " + dir);
+        dir_fd = core::UniqueFd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
     }
-    if (!S_ISDIR(st.st_mode)) return core::unexpected_errno("spool_dir " + dir, ENOTDIR);
+    if (!dir_fd) return core::unexpected_errno("spool_dir " + dir);
+    struct stat st {};
+    if (::fstat(dir_fd.get(), &st) != 0) return core::unexpected_errno("spool_dir " + dir);
     Spool spool(dir, st.st_uid, st.st_gid);
-    for (const char* name : {"tmp", "queue", "hold", "quarantine"}) {
-        if (auto r = make_folder(dir + "/" + name, 0700, st.st_uid, st.st_gid); !r) return core::unexpected(r.error());
+    std::pair<const char*, core::UniqueFd*> folders[] = {
+        {"tmp", &spool.tmp_fd_}, {"queue", &spool.queue_fd_}, {"hold", &spool.hold_fd_}, {"quarantine", &spool.quarantine_fd_}};
+    for (auto& [name, fd] : folders) {
+        auto opened = open_folder(dir_fd.get(), dir, name, st.st_uid, st.st_gid);
+        if (!opened) return core::unexpected(opened.error());
+        *fd = std::move(*opened);
     }
     std::string trigger = spool.trigger_path();
-    if (::mkfifo(trigger.c_str(), 0600) == 0) {
-        if (::geteuid() == 0 && st.st_uid != 0 && ::chown(trigger.c_str(), st.st_uid, st.st_gid) != 0) {
+    if (::mkfifoat(dir_fd.get(), "trigger", 0600) == 0) {
+        if (::geteuid() == 0 && st.st_uid != 0 && ::fchownat(dir_fd.get(), "trigger", st.st_uid, st.st_gid, AT_SYMLINK_NOFOLLOW) != 0) {
             return core::unexpected_errno("chown " + trigger);
         }
     } else if (errno != EEXIST) {
         return core::unexpected_errno("create " + trigger);
     }
     return spool;
+}
+
+int Spool::folder_fd(QueueFolder folder) const {
+    switch (folder) {
+    case QueueFolder::queue: return queue_fd_.get();
+    case QueueFolder::hold: return hold_fd_.get();
+    case QueueFolder::quarantine: return quarantine_fd_.get();
+    }
+    return queue_fd_.get();
 }
 
 std::string Spool::folder_path(QueueFolder folder) const { return dir_ + "/" + folder_name(folder); }
@@ -138,15 +171,22 @@ core::Result<void> Spool::for_each_entry(QueueFolder folder,
 
 core::Result<void> Spool::quarantine(std::string_view id, QueueFolder from) const {
     std::string source = entry_path(from, id);
-    std::string target = entry_path(QueueFolder::quarantine, id);
-    if (::rename(source.c_str(), target.c_str()) != 0) return core::unexpected_errno("quarantine " + source);
+    std::string name(id);
+    if (::renameat(folder_fd(from), name.c_str(), folder_fd(QueueFolder::quarantine), name.c_str()) != 0) {
+        return core::unexpected_errno("quarantine " + source);
+    }
     return {};
 }
 
 void Spool::sweep_tmp(std::time_t now, std::time_t max_age) const {
-    std::string path = tmp_dir();
-    DIR* dir = ::opendir(path.c_str());
-    if (!dir) return;
+    // A description of its own: readdir moves the offset, which a dup would share.
+    int own = ::openat(tmp_fd_.get(), ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (own < 0) return;
+    DIR* dir = ::fdopendir(own);
+    if (!dir) {
+        ::close(own);
+        return;
+    }
     std::unique_ptr<DIR, int (*)(DIR*)> closer(dir, ::closedir);
     while (struct dirent* entry = ::readdir(dir)) {
         if (!is_valid_queue_id(entry->d_name)) continue;
@@ -174,7 +214,7 @@ core::Result<QueueWriter> QueueWriter::begin(const Spool& spool) {
     for (int attempt = 0; attempt < 100; ++attempt) {
         std::string id = spool.next_queue_id();
         std::string path = spool.tmp_dir() + "/" + id;
-        int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+        int fd = ::openat(spool.tmp_fd(), id.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
         if (fd < 0) {
             if (errno == EEXIST) continue;
             return core::unexpected_errno("create queue file " + path);
@@ -241,7 +281,7 @@ core::Result<void> QueueWriter::commit(const Envelope& envelope, QueueFolder fol
 
 core::Result<EntrySnapshot> read_entry(const Spool& spool, QueueFolder folder, std::string_view id) {
     std::string path = spool.entry_path(folder, id);
-    int raw = ::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    int raw = ::openat(spool.folder_fd(folder), std::string(id).c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
     if (raw < 0) return core::unexpected_errno("open " + path);
     core::UniqueFd fd(raw);
     auto tail = read_tail(fd.get(), path);
@@ -258,7 +298,8 @@ core::Result<EntrySnapshot> read_entry(const Spool& spool, QueueFolder folder, s
 
 core::Result<LockAttempt> LockedEntry::lock(const Spool& spool, QueueFolder folder, std::string_view id, bool wait) {
     std::string path = spool.entry_path(folder, id);
-    int raw = ::open(path.c_str(), O_RDWR | O_NOFOLLOW | O_CLOEXEC);
+    std::string name(id);
+    int raw = ::openat(spool.folder_fd(folder), name.c_str(), O_RDWR | O_NOFOLLOW | O_CLOEXEC);
     if (raw < 0) {
         if (errno == ENOENT) return LockAttempt{LockAttempt::Outcome::gone, std::nullopt};
         return core::unexpected_errno("open " + path);
@@ -278,7 +319,8 @@ core::Result<LockAttempt> LockedEntry::lock(const Spool& spool, QueueFolder fold
     // or mailctl moved it: only the file still under this name counts.
     struct stat held {}, named {};
     if (::fstat(fd.get(), &held) != 0) return core::unexpected_errno("stat " + path);
-    if (::lstat(path.c_str(), &named) != 0 || named.st_ino != held.st_ino || named.st_dev != held.st_dev) {
+    if (::fstatat(spool.folder_fd(folder), name.c_str(), &named, AT_SYMLINK_NOFOLLOW) != 0 || named.st_ino != held.st_ino ||
+        named.st_dev != held.st_dev) {
         return LockAttempt{LockAttempt::Outcome::gone, std::nullopt};
     }
     auto tail = read_tail(fd.get(), path);
@@ -330,15 +372,18 @@ core::Result<void> LockedEntry::remove() {
     std::string path = spool_->entry_path(folder_, id_);
     // No folder fsync: an entry that comes back after a crash holds only done
     // recipients (its state says so) and is removed again.
-    if (::unlink(path.c_str()) != 0 && errno != ENOENT) return core::unexpected_errno("remove " + path);
+    if (::unlinkat(spool_->folder_fd(folder_), id_.c_str(), 0) != 0 && errno != ENOENT) {
+        return core::unexpected_errno("remove " + path);
+    }
     return {};
 }
 
 core::Result<void> LockedEntry::move_to(QueueFolder folder) {
     if (folder == folder_) return {};
     std::string source = spool_->entry_path(folder_, id_);
-    std::string target = spool_->entry_path(folder, id_);
-    if (::rename(source.c_str(), target.c_str()) != 0) return core::unexpected_errno("move " + source);
+    if (::renameat(spool_->folder_fd(folder_), id_.c_str(), spool_->folder_fd(folder), id_.c_str()) != 0) {
+        return core::unexpected_errno("move " + source);
+    }
     folder_ = folder;
     // A hold must survive a restart of the daemon and a crash.
     return core::fsync_dir(spool_->folder_path(folder));

@@ -39,7 +39,13 @@ enum class QueueFolder { queue, hold, quarantine };
 class Spool {
 public:
     // Opens spool_dir, creating it and its folders (0700) when missing and the
-    // caller may. Error (with the path) when it cannot.
+    // caller may. Error (with the path) when it cannot, and EPERM when a folder
+    // (tmp, queue, hold, quarantine) is a symbolic link, not a folder, or does not
+    // belong to the spool owner: a program with the spool owner's rights must not
+    // be sent to work in folders someone else arranged. The folders are opened
+    // here once; entries are then created, swept, read, locked, moved and removed
+    // through these descriptors (*at calls), so a name swapped later cannot
+    // redirect them. (Still by path: the commit's rename and the folder scans.)
     static core::Result<Spool> open(std::string dir);
 
     const std::string& dir() const { return dir_; }
@@ -68,12 +74,17 @@ public:
 
     std::string next_queue_id() const { return ids_.next(); }
 
+    // The folders as opened (and checked) by open(), for *at() calls.
+    int tmp_fd() const { return tmp_fd_.get(); }
+    int folder_fd(QueueFolder folder) const;
+
 private:
     Spool(std::string dir, uid_t uid, gid_t gid) : dir_(std::move(dir)), owner_uid_(uid), owner_gid_(gid) {}
     std::string dir_;
     mutable QueueIdGenerator ids_;
     uid_t owner_uid_;
     gid_t owner_gid_;
+    core::UniqueFd tmp_fd_, queue_fd_, hold_fd_, quarantine_fd_;
 };
 
 // One submission being written. Abandoned (its temp file removed) unless committed.

@@ -191,16 +191,16 @@ TEST_CASE("Good values of every checked type are accepted") {
 TEST_CASE("the configuration file is -C FILE, else MAILROOM_CONF when set, else $PREFIX/etc/mailroom/mailroom.conf") {
     {
         EnvGuard env("MAILROOM_CONF", "/env/mailroom.conf");
-        CHECK(Config::choose_path("/c/mailroom.conf") == "/c/mailroom.conf");
-        CHECK(Config::choose_path("") == "/env/mailroom.conf");
+        CHECK(Config::choose_source("/c/mailroom.conf")->path == "/c/mailroom.conf");
+        CHECK(Config::choose_source("")->path == "/env/mailroom.conf");
     }
     {
         EnvGuard env("MAILROOM_CONF", nullptr);
-        CHECK(Config::choose_path("") == MAILROOM_SYSCONFDIR "/mailroom.conf");
+        CHECK(Config::choose_source("")->path == MAILROOM_SYSCONFDIR "/mailroom.conf");
     }
     {
         EnvGuard env("MAILROOM_CONF", "");  // set but empty counts as unset
-        CHECK(Config::choose_path("") == MAILROOM_SYSCONFDIR "/mailroom.conf");
+        CHECK(Config::choose_source("")->path == MAILROOM_SYSCONFDIR "/mailroom.conf");
     }
 }
 
@@ -271,12 +271,12 @@ TEST_CASE("mta -n prints the keys that differ from the defaults, mta -N every ke
 }
 
 TEST_CASE("a file named by -C must exist, a missing built-in default means all defaults") {
-    auto missing = mailroom::core::Config::load_for_program("/nonexistent/mailroom.conf");
+    auto missing = mailroom::core::Config::load_for_program({"/nonexistent/mailroom.conf", true});
     REQUIRE_FALSE(missing);
     CHECK_THAT(missing.error().message(), Catch::Contains("/nonexistent/mailroom.conf"));
     EnvGuard env("MAILROOM_CONF", nullptr);
     if (::access(MAILROOM_SYSCONFDIR "/mailroom.conf", F_OK) != 0) {
-        auto fallback = mailroom::core::Config::load_for_program("");
+        auto fallback = mailroom::core::Config::load_for_program(*mailroom::core::Config::choose_source(""));
         REQUIRE(fallback);
         CHECK(fallback->str("mailbox_format") == "mbox");
     }
