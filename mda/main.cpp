@@ -13,7 +13,7 @@
 // EXIT STATUS (sysexits.h)
 //   0 every USER got the message; 64 usage; 65 bad sender address or mail loop;
 //   67 unknown USER; 73 message over message_size_limit; 75 temporary failure
-//   (lock timeout, ENOSPC, EDQUOT); 77 not allowed to write that mailbox;
+//   (lock timeout, ENOSPC, EDQUOT, ulimit -f); 77 not allowed to write that mailbox;
 //   78 bad configuration. With several USERs a temporary failure wins (a caller
 //   that retries then loses nothing), else the first permanent code. One stderr
 //   line per failed USER.
@@ -40,6 +40,7 @@
 
 #include "core/config.hpp"
 #include "core/log.hpp"
+#include "core/process_signals.hpp"
 #include "core/users.hpp"
 #include "mail/address.hpp"
 #include "mail/local_delivery.hpp"
@@ -121,7 +122,11 @@ int run(const Options& options) {
     auto message = mail::Message::read_from(STDIN_FILENO, message_options);
     if (!message) {
         int err = message.error().errno_value();
-        if (err == EFBIG) return fail(EX_CANTCREAT, "message larger than message_size_limit");
+        if (err == EMSGSIZE) return fail(EX_CANTCREAT, "message larger than message_size_limit");
+        if (err == EFBIG) {
+            return fail(EX_TEMPFAIL, "cannot read the message: file size limit exceeded (ulimit -f) (" +
+                                         message.error().message() + ")");
+        }
         return fail(err == ENOSPC || err == EDQUOT ? EX_TEMPFAIL : EX_IOERR,
                     "cannot read the message (" + message.error().message() + ")");
     }
@@ -170,6 +175,7 @@ int run(const Options& options) {
 }  // namespace
 
 int main(int argc, char** argv) {
+    mailroom::core::ignore_write_signals();
     try {
         Options options;
         if (auto stop = parse_options(argc, argv, options)) return *stop;

@@ -71,22 +71,22 @@ private:
             if (!mail::is_valid_queue_id(entry->d_name)) continue;
             struct stat st {};
             if (::fstatat(::dirfd(scan_.get()), entry->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0) continue;
-            // The mtime of an entry is when it is next due (docs/spool.md).
-            if (st.st_mtime > ::time(nullptr)) continue;
+            // The mtime of an entry is when it is next due (docs/spool.md). Anything but
+            // a file under a queue ID is due at once: the worker quarantines it.
+            if (S_ISREG(st.st_mode) && st.st_mtime > ::time(nullptr)) continue;
             start_worker(entry->d_name);
         }
     }
 
     void begin_scan() {
         context_.spool.sweep_tmp(::time(nullptr), 86400);
-        std::string path = context_.spool.folder_path(mail::QueueFolder::queue);
-        DIR* dir = ::opendir(path.c_str());
+        auto dir = context_.spool.open_scan(mail::QueueFolder::queue);
         if (!dir) {
-            context_.logs.qmgr.error(fmt::format("cannot scan {}: {}", path, std::strerror(errno)));
+            context_.logs.qmgr.error(fmt::format("cannot scan the queue: {}", dir.error().message()));
             next_scan_ = Clock::now() + settings_.queue_run_delay;
             return;
         }
-        scan_.reset(dir);
+        scan_ = std::move(*dir);
     }
 
     void start_worker(const std::string& id) {
@@ -196,7 +196,7 @@ private:
     sigset_t old_mask_;
     int signal_fd_ = -1;
     int trigger_fd_ = -1;
-    std::unique_ptr<DIR, int (*)(DIR*)> scan_{nullptr, ::closedir};
+    mail::DirStream scan_{nullptr, ::closedir};
     Clock::time_point next_scan_;
     std::deque<std::string> wanted_;
     std::string partial_;

@@ -36,6 +36,7 @@
 
 #include "core/config.hpp"
 #include "core/log.hpp"
+#include "core/process_signals.hpp"
 #include "core/unique_fd.hpp"
 #include "core/users.hpp"
 #include "daemon.hpp"
@@ -171,6 +172,7 @@ int run(const Options& options) {
 }  // namespace
 
 int main(int argc, char** argv) {
+    mailroom::core::ignore_write_signals();
     try {
         Options options;
         if (auto stop = parse_options(argc, argv, options)) return *stop;

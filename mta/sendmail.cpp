@@ -17,7 +17,7 @@
 // EXIT STATUS
 //   0 the message is on stable storage in the queue; 64 usage (no recipients and
 //   no -t); 65 an address that does not parse, or -t found none; 73 message over
-//   message_size_limit; 75 the spool could not take it (full disk...); 77 -C or
+//   message_size_limit; 75 the spool could not take it (full disk, ulimit -f...); 77 -C or
 //   MAILROOM_CONF in a set-id run, or a spool folder that is a symbolic link or not
 //   the spool owner's; 78 configuration.
 //
@@ -41,6 +41,7 @@
 
 #include "core/config.hpp"
 #include "core/log.hpp"
+#include "core/process_signals.hpp"
 #include "core/users.hpp"
 #include "mail/address.hpp"
 #include "mail/queue_runner.hpp"
@@ -136,7 +137,12 @@ int submit(const mail::SendmailOptions& options, const core::ConfigSource& sourc
     auto queued = mail::submit_message(*spool, std::move(request), STDIN_FILENO);
     if (!queued) {
         int err = queued.error().errno_value();
-        if (err == EFBIG) return fail(EX_CANTCREAT, "message larger than message_size_limit (nothing queued)");
+        if (err == EMSGSIZE) return fail(EX_CANTCREAT, "message larger than message_size_limit (nothing queued)");
+        if (err == EFBIG) {
+            // The caller's RLIMIT_FSIZE, not the message: it may well fit another time.
+            return fail(EX_TEMPFAIL, "cannot queue the message: file size limit exceeded (ulimit -f) (" +
+                                         queued.error().message() + "); nothing was queued");
+        }
         if (err == EDESTADDRREQ) return fail(EX_DATAERR, "no recipient addresses found in the message header");
         if (err == 0) return fail(EX_DATAERR, queued.error().message());
         return fail(EX_TEMPFAIL, "cannot queue the message (" + queued.error().message() + "); nothing was queued");
@@ -173,6 +179,7 @@ int submit(const mail::SendmailOptions& options, const core::ConfigSource& sourc
 }  // namespace
 
 int main(int argc, char** argv) {
+    mailroom::core::ignore_write_signals();
     try {
         auto options = mail::parse_sendmail_options(std::vector<std::string>(argv + 1, argv + argc));
         if (!options) return fail(EX_USAGE, options.error().message());

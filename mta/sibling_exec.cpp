@@ -10,6 +10,7 @@
 #include <cstdio>
 #include <cstring>
 
+#include "core/process_signals.hpp"
 #include "core/set_id.hpp"
 
 namespace mailroom::mta {
@@ -29,8 +30,13 @@ void exec_now(const std::string& path, const std::string& program, const std::ve
     argv.push_back(const_cast<char*>(program.c_str()));
     for (const auto& arg : args) argv.push_back(const_cast<char*>(arg.c_str()));
     argv.push_back(nullptr);
-    // From a set-id sendmail, nothing of the caller's environment goes on (core/set_id.hpp).
+    // From a set-id sendmail, nothing of the caller's environment goes on (core/set_id.hpp);
+    // the signals we ignore go back to their defaults (core/process_signals.hpp).
+    mailroom::core::restore_default_signals();
     ::execve(path.c_str(), argv.data(), mailroom::core::child_environment().data());
+    int failed = errno;
+    mailroom::core::ignore_write_signals();  // still us: the exec failed
+    errno = failed;
 }
 
 }  // namespace

@@ -38,6 +38,7 @@
 
 #include "core/config.hpp"
 #include "core/log.hpp"
+#include "core/process_signals.hpp"
 #include "core/users.hpp"
 #include "mail/queue_admin.hpp"
 #include "mail/queue_listing.hpp"
@@ -231,6 +232,7 @@ int run(int argc, char** argv) {
 }  // namespace
 
 int main(int argc, char** argv) {
+    mailroom::core::ignore_write_signals();
     try {
         return run(argc, argv);
     } catch (const std::exception&) {

@@ -32,6 +32,7 @@
 
 #include "core/config.hpp"
 #include "core/io.hpp"
+#include "core/process_signals.hpp"
 #include "mail/queue_listing.hpp"
 
 namespace core = mailroom::core;
@@ -128,6 +129,7 @@ int run(const Options& options) {
 }  // namespace
 
 int main(int argc, char** argv) {
+    mailroom::core::ignore_write_signals();
     try {
         Options options;
         if (auto stop = parse_options(argc, argv, options)) return *stop;

@@ -202,9 +202,13 @@ EntryRun run_entry(const RunnerContext& context, std::string_view id, std::time_
     auto attempt = LockedEntry::lock(context.spool, QueueFolder::queue, id);
     if (!attempt) {
         if (attempt.error().code.value() == EBADMSG) {
+            // A corrupt entry, or something else planted under a queue ID: moved out of
+            // queue/ once, so it is reported once, not at every run.
             auto moved = context.spool.quarantine(id, QueueFolder::queue);
-            logs.qmgr.warning(fmt::format("{}: quarantined: {}{}", id, attempt.error().context,
-                                          moved ? "" : " (and it could not be moved: " + moved.error().message() + ")"));
+            std::string note = !moved       ? " (and it could not be moved: " + moved.error().message() + ")"
+                               : *moved != id ? " (as quarantine/" + *moved + ")"
+                                              : "";
+            logs.qmgr.warning(fmt::format("{}: quarantined: {}{}", id, attempt.error().context, note));
             run.outcome = moved ? EntryRun::Outcome::quarantined : EntryRun::Outcome::failed;
             return run;
         }

@@ -63,6 +63,16 @@ core::Result<core::UniqueFd> open_folder(int dir_fd, const std::string& dir, con
 
 core::Unexpected corrupt(std::string what) { return core::unexpected_errno(std::move(what), EBADMSG); }
 
+// What a name in a queue folder is when it is not a regular file.
+const char* odd_kind(mode_t mode) {
+    if (S_ISLNK(mode)) return "a symbolic link";
+    if (S_ISDIR(mode)) return "a folder";
+    if (S_ISFIFO(mode)) return "a FIFO";
+    if (S_ISSOCK(mode)) return "a socket";
+    if (S_ISCHR(mode) || S_ISBLK(mode)) return "a device";
+    return "not a regular file";
+}
+
 struct EntryTail {
     uint64_t message_size = 0;
     uint64_t tail_offset = 0;
@@ -74,7 +84,7 @@ struct EntryTail {
 core::Result<EntryTail> read_tail(int fd, const std::string& path) {
     struct stat st {};
     if (::fstat(fd, &st) != 0) return core::unexpected_errno("stat " + path);
-    if (!S_ISREG(st.st_mode)) return corrupt(path + " is not a regular file");
+    if (!S_ISREG(st.st_mode)) return corrupt(path + ": " + odd_kind(st.st_mode) + ", not a queue entry");
     std::array<char, queue_header_size> header{};
     auto n = core::pread_full(fd, header.data(), header.size(), 0, path);
     if (!n) return core::unexpected(n.error());
@@ -94,6 +104,25 @@ core::Result<EntryTail> read_tail(int fd, const std::string& path) {
     if (!parsed) return core::unexpected(core::errno_error(path + ": " + parsed.error().context, EBADMSG));
     tail.parsed = std::move(*parsed);
     return tail;
+}
+
+// Opens the entry `name` of a queue folder. A name that is not a regular file (a
+// folder, symbolic link, FIFO... planted in queue/) is corrupt (EBADMSG: the runner
+// quarantines it) and is never opened: a FIFO would block the open, a device could
+// act on it, a link would lead out of the spool. The stat and the open are two
+// steps, so the open is made safe on its own as well (O_NOFOLLOW, O_NONBLOCK, which
+// a regular file ignores) and read_tail checks the opened file again.
+core::Result<core::UniqueFd> open_entry(int folder_fd, const std::string& name, const std::string& path, int flags) {
+    struct stat st {};
+    if (::fstatat(folder_fd, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) return core::unexpected_errno("open " + path);
+    if (!S_ISREG(st.st_mode)) return corrupt(path + ": " + odd_kind(st.st_mode) + ", not a queue entry");
+    int fd = ::openat(folder_fd, name.c_str(), flags | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0) {
+        // Replaced by something else since the stat.
+        if (errno == ELOOP || errno == EISDIR || errno == ENXIO) return corrupt(path + ": not a regular file, not a queue entry");
+        return core::unexpected_errno("open " + path);
+    }
+    return core::UniqueFd(fd);
 }
 
 bool is_locked_by_other(int fd) {
@@ -150,17 +179,28 @@ std::string Spool::entry_path(QueueFolder folder, std::string_view id) const {
     return fmt::format("{}/{}/{}", dir_, folder_name(folder), id);
 }
 
+core::Result<DirStream> Spool::open_scan(QueueFolder folder) const {
+    // A description of its own: readdir moves the offset, which a dup would share.
+    int own = ::openat(folder_fd(folder), ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (own < 0) return core::unexpected_errno("open " + folder_path(folder));
+    DIR* dir = ::fdopendir(own);
+    if (!dir) {
+        auto error = core::unexpected_errno("open " + folder_path(folder));
+        ::close(own);
+        return error;
+    }
+    return DirStream(dir, ::closedir);
+}
+
 core::Result<void> Spool::for_each_entry(QueueFolder folder,
                                          const std::function<bool(const std::string&)>& visit) const {
-    std::string path = folder_path(folder);
-    DIR* dir = ::opendir(path.c_str());
-    if (!dir) return core::unexpected_errno("open " + path);
-    std::unique_ptr<DIR, int (*)(DIR*)> closer(dir, ::closedir);
+    auto dir = open_scan(folder);
+    if (!dir) return core::unexpected(dir.error());
     for (;;) {
         errno = 0;
-        struct dirent* entry = ::readdir(dir);
+        struct dirent* entry = ::readdir(dir->get());
         if (!entry) {
-            if (errno != 0) return core::unexpected_errno("read " + path);
+            if (errno != 0) return core::unexpected_errno("read " + folder_path(folder));
             return {};
         }
         std::string name = entry->d_name;
@@ -169,13 +209,25 @@ core::Result<void> Spool::for_each_entry(QueueFolder folder,
     }
 }
 
-core::Result<void> Spool::quarantine(std::string_view id, QueueFolder from) const {
+core::Result<std::string> Spool::quarantine(std::string_view id, QueueFolder from) const {
     std::string source = entry_path(from, id);
     std::string name(id);
-    if (::renameat(folder_fd(from), name.c_str(), folder_fd(QueueFolder::quarantine), name.c_str()) != 0) {
-        return core::unexpected_errno("quarantine " + source);
+    // The name itself moves (rename never follows a link), and never over an earlier
+    // one: a second thing planted under a quarantined ID gets "ID.2" and so on.
+    for (int copy = 1; copy <= 100; ++copy) {
+        std::string target = copy == 1 ? name : fmt::format("{}.{}", name, copy);
+        if (::renameat2(folder_fd(from), name.c_str(), folder_fd(QueueFolder::quarantine), target.c_str(),
+                        RENAME_NOREPLACE) == 0) {
+            return target;
+        }
+        if (errno == EINVAL || errno == ENOSYS) {
+            // A file system without RENAME_NOREPLACE: replace, as before.
+            if (::renameat(folder_fd(from), name.c_str(), folder_fd(QueueFolder::quarantine), name.c_str()) == 0) return name;
+            break;
+        }
+        if (errno != EEXIST) break;
     }
-    return {};
+    return core::unexpected_errno("quarantine " + source);
 }
 
 void Spool::sweep_tmp(std::time_t now, std::time_t max_age) const {
@@ -187,7 +239,7 @@ void Spool::sweep_tmp(std::time_t now, std::time_t max_age) const {
         ::close(own);
         return;
     }
-    std::unique_ptr<DIR, int (*)(DIR*)> closer(dir, ::closedir);
+    DirStream closer(dir, ::closedir);
     while (struct dirent* entry = ::readdir(dir)) {
         if (!is_valid_queue_id(entry->d_name)) continue;
         struct stat st {};
@@ -281,9 +333,9 @@ core::Result<void> QueueWriter::commit(const Envelope& envelope, QueueFolder fol
 
 core::Result<EntrySnapshot> read_entry(const Spool& spool, QueueFolder folder, std::string_view id) {
     std::string path = spool.entry_path(folder, id);
-    int raw = ::openat(spool.folder_fd(folder), std::string(id).c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-    if (raw < 0) return core::unexpected_errno("open " + path);
-    core::UniqueFd fd(raw);
+    auto opened = open_entry(spool.folder_fd(folder), std::string(id), path, O_RDONLY);
+    if (!opened) return core::unexpected(opened.error());
+    core::UniqueFd fd = std::move(*opened);
     auto tail = read_tail(fd.get(), path);
     if (!tail) return core::unexpected(tail.error());
     EntrySnapshot snapshot;
@@ -299,12 +351,12 @@ core::Result<EntrySnapshot> read_entry(const Spool& spool, QueueFolder folder, s
 core::Result<LockAttempt> LockedEntry::lock(const Spool& spool, QueueFolder folder, std::string_view id, bool wait) {
     std::string path = spool.entry_path(folder, id);
     std::string name(id);
-    int raw = ::openat(spool.folder_fd(folder), name.c_str(), O_RDWR | O_NOFOLLOW | O_CLOEXEC);
-    if (raw < 0) {
-        if (errno == ENOENT) return LockAttempt{LockAttempt::Outcome::gone, std::nullopt};
-        return core::unexpected_errno("open " + path);
+    auto opened = open_entry(spool.folder_fd(folder), name, path, O_RDWR);
+    if (!opened) {
+        if (opened.error().errno_value() == ENOENT) return LockAttempt{LockAttempt::Outcome::gone, std::nullopt};
+        return core::unexpected(opened.error());
     }
-    core::UniqueFd fd(raw);
+    core::UniqueFd fd = std::move(*opened);
     // An open-file-description lock: held by this open file whatever forks,
     // released by the kernel when the holder dies, and testable by mailq.
     struct flock request {};

@@ -16,11 +16,13 @@
 // locked, or let an unreadable entry stop a scan.
 #pragma once
 
+#include <dirent.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 
 #include <ctime>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -36,6 +38,8 @@ namespace mailroom::mail {
 
 enum class QueueFolder { queue, hold, quarantine };
 
+using DirStream = std::unique_ptr<DIR, int (*)(DIR*)>;
+
 class Spool {
 public:
     // Opens spool_dir, creating it and its folders (0700) when missing and the
@@ -45,7 +49,7 @@ public:
     // be sent to work in folders someone else arranged. The folders are opened
     // here once; entries are then created, swept, read, locked, moved and removed
     // through these descriptors (*at calls), so a name swapped later cannot
-    // redirect them. (Still by path: the commit's rename and the folder scans.)
+    // redirect them. (Still by path: the commit's rename.)
     static core::Result<Spool> open(std::string dir);
 
     const std::string& dir() const { return dir_; }
@@ -57,12 +61,19 @@ public:
     uid_t owner_uid() const { return owner_uid_; }
     gid_t owner_gid() const { return owner_gid_; }
 
-    // Calls visit(id) for each well-named entry of a folder, in directory order,
-    // without holding the listing in memory. visit returns false to stop.
+    // Calls visit(id) for each name of a folder that is a queue ID, in directory
+    // order, without holding the listing in memory. visit returns false to stop.
+    // The name may be anything (docs/spool.md, "Not an entry"): reading or locking
+    // it tells. Other names are never visited: the queue leaves them alone.
     core::Result<void> for_each_entry(QueueFolder folder, const std::function<bool(const std::string&)>& visit) const;
+    // A readdir stream of the folder as opened (the daemon's scan reads it bit by bit).
+    core::Result<DirStream> open_scan(QueueFolder folder) const;
 
-    // Moves an unreadable entry to quarantine/ (no lock: nobody can deliver it).
-    core::Result<void> quarantine(std::string_view id, QueueFolder from) const;
+    // Moves an unreadable entry, or whatever else stands under a queue ID (a
+    // folder, a symbolic link: the name itself, never followed), to quarantine/;
+    // no lock: nobody can deliver it. Never replaces an earlier one there: returns
+    // the name it got, the ID or "ID.2", "ID.3"...
+    core::Result<std::string> quarantine(std::string_view id, QueueFolder from) const;
     // Removes temporary files older than max_age left by crashed submissions.
     void sweep_tmp(std::time_t now, std::time_t max_age) const;
 

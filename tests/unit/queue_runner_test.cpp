@@ -211,6 +211,25 @@ TEST_CASE("A corrupt entry is quarantined with a log line and the rest of the qu
     CHECK(h.queued().empty());
 }
 
+TEST_CASE("A folder under a queue ID is quarantined once with one warning, then not seen again", "[runner]") {
+    Harness h;
+    auto good = h.submit("alice@host.example", {"carol"});
+    std::string planted = "000000000Dir001";
+    REQUIRE(::mkdir(h.spool.entry_path(QueueFolder::queue, planted).c_str(), 0700) == 0);
+    auto summary = run_queue_once(h.context(), true);
+    REQUIRE(summary);
+    CHECK(summary->quarantined == 1);
+    CHECK(summary->finished == 1);
+    CHECK(summary->failed == 0);
+    CHECK(any_line_contains(h.qmgr_lines, "warning: " + planted + ": quarantined: "));
+    CHECK(h.queued().empty());
+    size_t lines = h.qmgr_lines.size();
+    summary = run_queue_once(h.context(), true);
+    REQUIRE(summary);
+    CHECK(summary->seen == 0);
+    CHECK(h.qmgr_lines.size() == lines);
+}
+
 TEST_CASE("A bad recipient address in an entry bounces with 5.1.3 instead of stopping the entry", "[runner]") {
     Harness h;
     auto id = h.submit("alice@host.example", {"bad address@@x", "bob"});
