@@ -10,6 +10,8 @@
 #include <cstdio>
 #include <cstring>
 
+#include "core/log.hpp"
+
 namespace mailroom::mta {
 
 namespace {
@@ -36,7 +38,8 @@ int exec_sibling(const std::string& program, const std::vector<std::string>& arg
     std::string path = sibling_path(program);
     std::fflush(stdout);
     exec_now(path, program, args);
-    std::fprintf(stderr, "sendmail: error: cannot run %s (%s)\n", path.c_str(), std::strerror(errno));
+    mailroom::core::report_on_stderr("sendmail", mailroom::core::Logger::Severity::error,
+                                     "cannot run " + path + " (" + std::strerror(errno) + ")");
     return EX_UNAVAILABLE;
 }
 
