@@ -132,9 +132,12 @@ def mutt_count(path):
     ("Msgs:N"). mutt honours a Content-Length: that ends at the next From_ line or
     at the end of the file. mutt needs a terminal: it gets a pseudo-terminal."""
     cmd = [MUTT, "-n", "-F", "/dev/null", "-R", "-f", path]
+    # A home of its own with the ~/Mail folder mutt asks to create otherwise.
+    home = os.path.join(os.path.dirname(path), "mutt-home")
+    os.makedirs(os.path.join(home, "Mail"), exist_ok=True)
     pid, fd = pty.fork()
     if pid == 0:
-        os.environ["TERM"] = "vt100"
+        os.environ.update(TERM="vt100", HOME=home, MAIL=path)
         os.execv(cmd[0], cmd)
     screen = b""
     deadline = time.monotonic() + 30
