@@ -39,7 +39,10 @@ class ConfigPaths(SendmailCase):
                 conf = self.box.write("paths.conf", f"# paths\n{key} = {value}\n")
                 for program, args in (("sendmail", ["-C", conf, "-odq", "bob"]),
                                       ("mda", ["-C", conf, "bob"])):
-                    result = self.box.run(program, args, SIMPLE)
+                    # In the sandbox: a program that took the relative path would
+                    # create its spool in the current folder.
+                    result = subprocess.run([os.path.join(mrtest.BIN, program)] + args, input=SIMPLE,
+                                            capture_output=True, env=self.box.env(), cwd=self.box.dir, timeout=120)
                     self.assertExit(result, 78)
                     line = self.one_error_line(result, program)
                     self.assertIn(f"paths.conf:2: bad value for '{key}'", line)
