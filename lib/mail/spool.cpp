@@ -290,10 +290,6 @@ core::Result<LockAttempt> LockedEntry::lock(const Spool& spool, QueueFolder fold
     int raw = ::open(path.c_str(), O_RDWR | O_NOFOLLOW | O_CLOEXEC);
     if (raw < 0) {
         if (errno == ENOENT) return LockAttempt{LockAttempt::Outcome::gone, std::nullopt};
-        // A symlink or a folder under a queue ID is no entry and never becomes one:
-        // corrupt, so it is quarantined once instead of failing every run.
-        if (errno == ELOOP) return corrupt(path + " is a symbolic link");
-        if (errno == EISDIR) return corrupt(path + " is a folder");
         return core::unexpected_errno("open " + path);
     }
     core::UniqueFd fd(raw);

@@ -10,8 +10,6 @@ finding, shown through the built programs.
   mutt, formail, Dovecot) counts the same messages and none swallows the next.
 - FileSizeLimit: a write past RLIMIT_FSIZE (ulimit -f) is a temporary local failure
   (75) that says so, not "larger than message_size_limit" (73), and leaves nothing.
-- NotAnEntry: a folder or symlink named like a queue ID in queue/ is quarantined
-  once, not logged as an error at every queue run.
 """
 import mailbox
 import os
@@ -345,35 +343,6 @@ class FileSizeLimit(SendmailCase):
         result = self.box.mda(["bob"], self.big_message())
         self.assertExit(result, 73)
         self.assertIn("message_size_limit", self.one_error_line(result, "mda"))
-
-
-class NotAnEntry(SendmailCase):
-    def test_a_folder_and_a_symlink_named_like_queue_ids_are_quarantined_once(self):
-        self.submit(["-odq", "bob"], SIMPLE)
-        (real,) = self.box.queued()
-        queue = os.path.join(self.box.spool, "queue")
-        folder_id, link_id = "1AAAAAAAAAAAAA0", "1AAAAAAAAAAAAA1"
-        os.mkdir(os.path.join(queue, folder_id))
-        target = self.box.write("target", "not mail\n")
-        os.symlink(target, os.path.join(queue, link_id))
-
-        self.assertExit(self.box.mta(["-q"]), 0)
-        self.assertEqual(len(self.stored("bob")), 1, "the real entry is delivered")
-        self.assertEqual(self.box.queued(), [])
-        self.assertEqual(self.box.queued("quarantine"), [folder_id, link_id])
-        self.assertTrue(os.path.islink(os.path.join(self.box.spool, "quarantine", link_id)))
-        with open(target) as f:
-            self.assertEqual(f.read(), "not mail\n")
-        first = self.log_lines()
-        for planted in (folder_id, link_id):
-            self.assertEqual(len([line for line in first if planted in line and "quarantined" in line]), 1, first)
-            self.assertFalse([line for line in first if planted in line and "error:" in line], first)
-
-        self.submit(["-odq", "bob"], SIMPLE)
-        self.assertExit(self.box.mta(["-q"]), 0)
-        later = self.log_lines()[len(first):]
-        self.assertFalse([line for line in later if folder_id in line or link_id in line], later)
-        self.assertEqual(len(self.stored("bob")), 2)
 
 
 if __name__ == "__main__":
