@@ -23,7 +23,6 @@
 //   irrevocable switch when there is one USER, in a forked child per USER when
 //   there are several. Run as a user, it can deliver only to that user.
 #include <getopt.h>
-#include <signal.h>
 #include <sysexits.h>
 #include <unistd.h>
 
@@ -119,10 +118,7 @@ int run(const Options& options) {
     auto message = mail::Message::read_from(STDIN_FILENO, message_options);
     if (!message) {
         int err = message.error().errno_value();
-        if (err == EMSGSIZE) return fail(EX_CANTCREAT, "message larger than message_size_limit");
-        if (err == EFBIG)  // the spill file past RLIMIT_FSIZE (ulimit -f): temporary
-            return fail(EX_TEMPFAIL, "cannot read the message: file size limit (ulimit -f) exceeded (" +
-                                         message.error().message() + ")");
+        if (err == EFBIG) return fail(EX_CANTCREAT, "message larger than message_size_limit");
         return fail(err == ENOSPC || err == EDQUOT ? EX_TEMPFAIL : EX_IOERR,
                     "cannot read the message (" + message.error().message() + ")");
     }
@@ -171,9 +167,6 @@ int run(const Options& options) {
 }  // namespace
 
 int main(int argc, char** argv) {
-    // Past RLIMIT_FSIZE (ulimit -f) a write must fail with EFBIG, a temporary
-    // failure that is reported and undone, not kill the process mid-write.
-    ::signal(SIGXFSZ, SIG_IGN);
     try {
         Options options;
         if (auto stop = parse_options(argc, argv, options)) return *stop;

@@ -19,7 +19,6 @@
 //   Run as root to deliver to every user (each mailbox is written in a child
 //   switched to its user). Run as another user it delivers only that user's mail
 //   and leaves the rest, untouched, to the root-run daemon.
-#include <signal.h>
 #include <sys/file.h>
 #include <sysexits.h>
 #include <unistd.h>
@@ -164,9 +163,6 @@ int run(const Options& options) {
 }  // namespace
 
 int main(int argc, char** argv) {
-    // Past RLIMIT_FSIZE (ulimit -f) a write must fail with EFBIG, a temporary
-    // failure that is reported and undone, not kill the process mid-write.
-    ::signal(SIGXFSZ, SIG_IGN);
     try {
         Options options;
         if (auto stop = parse_options(argc, argv, options)) return *stop;

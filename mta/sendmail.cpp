@@ -24,7 +24,6 @@
 //   belong to that owner, not to the submitter (docs/security.md). Run as root,
 //   it writes them for that owner too.
 #include <fcntl.h>
-#include <signal.h>
 #include <sysexits.h>
 #include <unistd.h>
 
@@ -126,11 +125,7 @@ int submit(const mail::SendmailOptions& options, const core::Config& config) {
     auto queued = mail::submit_message(*spool, std::move(request), STDIN_FILENO);
     if (!queued) {
         int err = queued.error().errno_value();
-        if (err == EMSGSIZE) return fail(EX_CANTCREAT, "message larger than message_size_limit (nothing queued)");
-        // A write past RLIMIT_FSIZE (ulimit -f): the caller's limit, not the message's fault.
-        if (err == EFBIG)
-            return fail(EX_TEMPFAIL, "cannot queue the message: file size limit (ulimit -f) exceeded (" +
-                                         queued.error().message() + "); nothing was queued");
+        if (err == EFBIG) return fail(EX_CANTCREAT, "message larger than message_size_limit (nothing queued)");
         if (err == EDESTADDRREQ) return fail(EX_DATAERR, "no recipient addresses found in the message header");
         if (err == 0) return fail(EX_DATAERR, queued.error().message());
         return fail(EX_TEMPFAIL, "cannot queue the message (" + queued.error().message() + "); nothing was queued");
@@ -167,9 +162,6 @@ int submit(const mail::SendmailOptions& options, const core::Config& config) {
 }  // namespace
 
 int main(int argc, char** argv) {
-    // Past RLIMIT_FSIZE (ulimit -f) a write must fail with EFBIG, a temporary
-    // failure that is reported and undone, not kill the process mid-write.
-    ::signal(SIGXFSZ, SIG_IGN);
     try {
         auto options = mail::parse_sendmail_options(std::vector<std::string>(argv + 1, argv + argc));
         if (!options) return fail(EX_USAGE, options.error().message());

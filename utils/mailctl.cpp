@@ -19,7 +19,6 @@
 //   allowed), 78 configuration or aliases db, 73 a spool folder or the trigger
 //   missing, 77 wrong owner, mode or links. trace: 0 deliverable, 65 bad address,
 //   67 unknown user, 75 would be deferred. 64 usage, 78 configuration, everywhere.
-#include <signal.h>
 #include <sys/stat.h>
 #include <sysexits.h>
 #include <unistd.h>
@@ -224,9 +223,6 @@ int run(int argc, char** argv) {
 }  // namespace
 
 int main(int argc, char** argv) {
-    // Past RLIMIT_FSIZE (ulimit -f) a write must fail with EFBIG, a temporary
-    // failure that is reported and undone, not kill the process mid-write.
-    ::signal(SIGXFSZ, SIG_IGN);
     try {
         return run(argc, argv);
     } catch (const std::exception&) {

@@ -154,7 +154,7 @@ private:
         if (in_headers_) scan_headers(data);
         message_.size_ += data.size();
         if (options_.size_limit && message_.size_ > options_.size_limit) {
-            return core::unexpected_errno("message larger than the size limit", EMSGSIZE);
+            return core::unexpected_errno("message larger than the size limit", EFBIG);
         }
         message_.ends_with_newline_ = data.back() == '\n';
         buffer_.append(data);

@@ -27,8 +27,7 @@ struct MessageOptions {
     std::string tmp_dir = "/tmp";
     // Content up to this size stays in memory.
     size_t memory_limit = 256 * 1024;
-    // Larger content is refused with EMSGSIZE (0: no limit). EFBIG is the file
-    // system's (RLIMIT_FSIZE on the spill file), a temporary failure.
+    // Larger content is refused with EFBIG (0: no limit).
     uint64_t size_limit = 0;
     // Remove and parse a leading "From sender date" line.
     bool strip_from_line = true;

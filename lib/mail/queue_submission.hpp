@@ -34,9 +34,9 @@ struct Submitted {
     std::string message_id;
 };
 
-// Errors: errno EMSGSIZE (over message_size_limit: exit 73), EDESTADDRREQ (no
+// Errors: errno EFBIG (over message_size_limit: exit 73), EDESTADDRREQ (no
 // recipient at all), an input error for a bad -t address (exit 65), any other
-// errno from the spool (exit 75), EFBIG among them: a write past RLIMIT_FSIZE.
+// errno from the spool (exit 75).
 core::Result<Submitted> submit_message(const Spool& spool, SubmitRequest request, int input_fd);
 
 }  // namespace mailroom::mail

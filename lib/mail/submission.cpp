@@ -287,7 +287,7 @@ void SubmissionFilter::emit(std::string_view bytes) {
         if (settings_.size_limit != 0 && bytes.size() > settings_.size_limit - produced_) {
             error_ = core::errno_error("message larger than message_size_limit (" +
                                            std::to_string(settings_.size_limit) + " bytes)",
-                                       EMSGSIZE);
+                                       EFBIG);
             return;
         }
         const size_t take = std::min(bytes.size(), chunk_size - out_.size());

@@ -49,7 +49,7 @@ struct SubmissionSettings {
     std::time_t now = 0;    // for Date:, Received:, Message-ID:
     bool recipients_from_headers = false;  // -t
     bool dot_ends_message = true;          // neither -i nor -oi
-    uint64_t size_limit = 0;  // message_size_limit (0 = none): past it, an error with errno EMSGSIZE (EFBIG is RLIMIT_FSIZE)
+    uint64_t size_limit = 0;  // message_size_limit (0 = none): past it, an error with errno EFBIG
 };
 
 // Receives the output in chunks of up to 64 KiB, in order.

@@ -8,14 +8,11 @@ finding, shown through the built programs.
 - OwnedHeaders: a message's own Return-Path:, and in mbox its Content-Length: and
   Content-Lines:, are left out on delivery, so every reader (Python's mailbox,
   mutt, formail, Dovecot) counts the same messages and none swallows the next.
-- FileSizeLimit: a write past RLIMIT_FSIZE (ulimit -f) is a temporary local failure
-  (75) that says so, not "larger than message_size_limit" (73), and leaves nothing.
 """
 import mailbox
 import os
 import pty
 import re
-import resource
 import select
 import shutil
 import signal
@@ -286,63 +283,6 @@ passdb {{
         self.assertNotIn(b"Content-Length:", data)
         self.assertIn(b"\n\nReturn-Path: body text stays\n", data)
         self.assertEqual(len(self.box.mbox("bob")), 1)
-
-
-class FileSizeLimit(SendmailCase):
-    def run_limited(self, program, args, data, limit, restore_signals=True):
-        def limit_file_size():
-            resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
-        # restore_signals (the default) gives the child SIGXFSZ's default action,
-        # as a shell would: the program itself must ignore it to see EFBIG.
-        # Without it the child inherits Python's SIG_IGN, as under a caller that
-        # ignores it.
-        return subprocess.run([os.path.join(mrtest.BIN, program)] + args, input=data, capture_output=True,
-                              env=self.box.env(), timeout=120, preexec_fn=limit_file_size,
-                              restore_signals=restore_signals)
-
-    def big_message(self):
-        return b"Subject: big\n\n" + b"x" * 99 + b"\n" + (b"y" * 99 + b"\n") * 2000  # 200 KB < 50M
-
-    def test_sendmail_past_the_file_size_limit_exits_75_with_the_true_reason(self):
-        self.box.mta(["-q"])  # create the spool folders outside the limit
-        for restore in (False, True):
-            with self.subTest(sigxfsz="default" if restore else "ignored by the caller"):
-                result = self.run_limited("sendmail", ["-odq", "bob"], self.big_message(), 64 * 1024, restore)
-                self.assertExit(result, 75)
-                line = self.one_error_line(result)
-                self.assertNotIn("message_size_limit", line)
-                self.assertIn("file size limit", line)
-                self.assertNothingQueued()
-
-    def test_mda_past_the_file_size_limit_exits_75_and_puts_the_mailbox_back(self):
-        self.assertExit(self.box.mda(["bob"], b"Subject: first\n\nsmall\n"), 0)
-        path = self.box.mbox_path("bob")
-        with open(path, "rb") as f:
-            before = f.read()
-        result = self.run_limited("mda", ["bob"], self.big_message(), len(before) + 4096)
-        self.assertExit(result, 75)
-        line = self.one_error_line(result, "mda")
-        self.assertNotIn("message_size_limit", line)
-        self.assertIn("4.3.0", line)
-        self.assertIn("File too large", line)  # strerror(EFBIG)
-        with open(path, "rb") as f:
-            self.assertEqual(f.read(), before)
-
-    def test_mda_reading_a_message_past_the_file_size_limit_exits_75(self):
-        # Beyond 256 KB the message is spilled to a temporary file: that write fails.
-        result = self.run_limited("mda", ["bob"], self.big_message() * 3, 64 * 1024)
-        self.assertExit(result, 75)
-        self.assertIn("file size limit", self.one_error_line(result, "mda"))
-        self.assertFalse(os.path.exists(self.box.mbox_path("bob")))
-
-    def test_the_message_size_limit_is_still_73(self):
-        self.box.write("mailroom.conf", "message_size_limit = 10K\n", mode="a")
-        result = self.box.sendmail(["-odq", "bob"], self.big_message())
-        self.assertExit(result, 73)
-        self.assertIn("message_size_limit", self.one_error_line(result))
-        result = self.box.mda(["bob"], self.big_message())
-        self.assertExit(result, 73)
-        self.assertIn("message_size_limit", self.one_error_line(result, "mda"))
 
 
 if __name__ == "__main__":
