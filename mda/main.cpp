@@ -64,7 +64,7 @@ struct Options {
 };
 
 int fail(int code, const std::string& what) {
-    std::fprintf(stderr, "mda: error: %s\n", what.c_str());
+    core::report_on_stderr("mda", core::Logger::Severity::error, what);
     return code;
 }
 

@@ -58,7 +58,7 @@ struct Options {
 };
 
 int fail(int code, const std::string& what) {
-    std::fprintf(stderr, "mta: error: %s\n", what.c_str());
+    core::report_on_stderr("mta", core::Logger::Severity::error, what);
     return code;
 }
 
@@ -158,7 +158,8 @@ int run(const Options& options) {
         for (const auto& id : options.ids) {
             auto run = mail::run_entry_and_notices(context, id, true);
             if (run.outcome == mail::EntryRun::Outcome::gone) {
-                std::fprintf(stderr, "mta: warning: %s is not in the queue (delivered or held)\n", id.c_str());
+                core::report_on_stderr("mta", core::Logger::Severity::warning,
+                                       id + " is not in the queue (delivered or held)");
             }
         }
         return EX_OK;

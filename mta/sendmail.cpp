@@ -57,7 +57,7 @@ using mailroom::mta::spawn_sibling;
 namespace {
 
 int fail(int code, const std::string& what) {
-    std::fprintf(stderr, "sendmail: error: %s\n", what.c_str());
+    core::report_on_stderr("sendmail", core::Logger::Severity::error, what);
     return code;
 }
 

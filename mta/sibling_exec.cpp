@@ -12,6 +12,7 @@
 
 #include "core/process_signals.hpp"
 #include "core/set_id.hpp"
+#include "core/log.hpp"
 
 namespace mailroom::mta {
 
@@ -45,7 +46,8 @@ int exec_sibling(const std::string& program, const std::vector<std::string>& arg
     std::string path = sibling_path(program);
     std::fflush(stdout);
     exec_now(path, program, args);
-    std::fprintf(stderr, "sendmail: error: cannot run %s (%s)\n", path.c_str(), std::strerror(errno));
+    mailroom::core::report_on_stderr("sendmail", mailroom::core::Logger::Severity::error,
+                                     "cannot run " + path + " (" + std::strerror(errno) + ")");
     return EX_UNAVAILABLE;
 }
 

@@ -55,7 +55,7 @@ constexpr const char* usage_line =
     "usage: mailctl [-C FILE] hold|release|delete|requeue ID...|ALL | flush | check | trace ADDRESS...";
 
 int fail(int code, const std::string& what) {
-    std::fprintf(stderr, "mailctl: error: %s\n", what.c_str());
+    core::report_on_stderr("mailctl", core::Logger::Severity::error, what);
     return code;
 }
 
@@ -126,7 +126,7 @@ int administer(const core::Config& config, mail::AdminAction action, const std::
         switch (result.outcome) {
         case mail::AdminResult::Outcome::done: ++changed; break;
         case mail::AdminResult::Outcome::unchanged:
-            std::fprintf(stderr, "mailctl: warning: %s: %s\n", id.c_str(), result.why.c_str());
+            core::report_on_stderr("mailctl", core::Logger::Severity::warning, id + ": " + result.why);
             break;
         case mail::AdminResult::Outcome::not_found:
             // With ALL, an entry that went meanwhile was simply delivered.
@@ -172,7 +172,8 @@ int check(const core::Config& config) {
     }
     for (const auto& finding : findings) {
         bool error = finding.severity == mail::CheckFinding::Severity::error;
-        std::fprintf(stderr, "mailctl: %s: %s\n", error ? "error" : "warning", mail::printable_text(finding.text).c_str());
+        core::report_on_stderr("mailctl", error ? core::Logger::Severity::error : core::Logger::Severity::warning,
+                               finding.text);
     }
     return mail::check_exit_code(findings);
 }

@@ -33,6 +33,7 @@
 #include "core/config.hpp"
 #include "core/io.hpp"
 #include "core/process_signals.hpp"
+#include "core/log.hpp"
 #include "mail/queue_listing.hpp"
 
 namespace core = mailroom::core;
@@ -48,7 +49,7 @@ struct Options {
 };
 
 int fail(int code, const std::string& what) {
-    std::fprintf(stderr, "mailq: error: %s\n", what.c_str());
+    core::report_on_stderr("mailq", core::Logger::Severity::error, what);
     return code;
 }
 

@@ -18,10 +18,10 @@ constexpr ConfigKey all_keys[] = {
      DefaultKind::host_domain},
     {"mydestination", K::list, "$myhostname, localhost.$mydomain, localhost",
      "domains delivered locally"},
-    {"spool_dir", K::string, "/var/spool/mailroom", "the queue"},
-    {"aliases", K::string, "/etc/aliases", "aliases source; the database is $aliases.cdb"},
+    {"spool_dir", K::path, "/var/spool/mailroom", "the queue"},
+    {"aliases", K::path, "/etc/aliases", "aliases source; the database is $aliases.cdb"},
     {"mailbox_format", K::mailbox_format, "mbox", "mbox or maildir"},
-    {"mail_spool_dir", K::string, "/var/mail", "mbox mailboxes are $mail_spool_dir/USER"},
+    {"mail_spool_dir", K::path, "/var/mail", "mbox mailboxes are $mail_spool_dir/USER"},
     {"home_mailbox", K::string, "",
      "if set, mailbox relative to the user's home: Maildir/ (trailing / = Maildir) or Mailbox"},
     {"mailbox_lock", K::lock_list, "fcntl, dotlock", "mbox locks (fcntl, dotlock), taken in this order"},
@@ -46,14 +46,14 @@ constexpr ConfigKey all_keys[] = {
     {"smtpd_listen", K::listen_list, "", "SMTP listeners, e.g. 127.0.0.1:25, [::1]:25"},
     {"submission_listen", K::listen_list, "", "port 587 style listeners: AUTH required before MAIL"},
     {"smtps_listen", K::listen_list, "", "port 465 style listeners: implicit TLS"},
-    {"smtpd_tls_cert_file", K::string, "", "certificate file; with the key file enables STARTTLS"},
-    {"smtpd_tls_key_file", K::string, "", "private key file; with the cert file enables STARTTLS"},
+    {"smtpd_tls_cert_file", K::optional_path, "", "certificate file; with the key file enables STARTTLS"},
+    {"smtpd_tls_key_file", K::optional_path, "", "private key file; with the cert file enables STARTTLS"},
     {"smtpd_auth_service", K::string, "smtp",
      "PAM service for AUTH PLAIN/LOGIN (offered only over TLS)"},
     {"mynetworks", K::list, "127.0.0.0/8, [::1]/128", "clients allowed to relay without AUTH"},
     {"relayhost", K::string, "", "smart host for non-local mail, [host]:port; empty: MX lookup"},
     {"smtp_tls_security_level", K::tls_level, "may", "none, may or encrypt for outgoing SMTP"},
-    {"smtp_sasl_password_file", K::string, "", "host user:password lines for AUTH to the relayhost"},
+    {"smtp_sasl_password_file", K::optional_path, "", "host user:password lines for AUTH to the relayhost"},
     {"local_transport", K::local_transport, "local",
      "local, or lmtp:unix:PATH / lmtp:inet:HOST:PORT to hand local mail to an LMTP server"},
     {"lmtpd_listen", K::listen_list, "unix:$spool_dir/lmtp", "where lmtpd listens"},
@@ -190,6 +190,12 @@ std::optional<std::string_view> check_value(KeyType type, std::string_view v) {
         case K::list:
         case K::listen_list:  // split_list never yields an empty item
             return std::nullopt;
+        case K::path:
+            if (!v.empty() && v[0] == '/') return std::nullopt;
+            return "an absolute path";
+        case K::optional_path:
+            if (v.empty() || v[0] == '/') return std::nullopt;
+            return "empty or an absolute path";
         case K::host_name:
             if (good_host_name(v)) return std::nullopt;
             return "a host name: labels of letters, digits, '-' and '_' separated by dots";

@@ -18,6 +18,8 @@ namespace mailroom::core {
 
 enum class KeyType {
     string,            // any text
+    path,              // absolute file or folder path: a relative one would depend on the cwd
+    optional_path,     // empty (the feature is off) or an absolute path
     host_name,         // DNS name: dot-separated labels of letters, digits, '-' and '_'
     list,              // items separated by commas and/or white space
     size,              // bytes: number with optional K, M or G (1024-based)

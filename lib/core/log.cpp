@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <algorithm>
 #include <climits>
 #include <fmt/format.h>
 #include <utility>
@@ -42,19 +43,95 @@ int syslog_priority(Logger::Severity severity) {
     return LOG_INFO;
 }
 
+// The length of the valid UTF-8 sequence starting at text[pos] and its code
+// point, or 0 when the byte there does not start one (stray continuation byte,
+// overlong form, surrogate, beyond U+10FFFF, cut short).
+size_t utf8_sequence(std::string_view text, size_t pos, char32_t& code_point) {
+    auto byte = [&](size_t i) { return static_cast<unsigned char>(text[i]); };
+    unsigned char lead = byte(pos);
+    size_t length = lead >= 0xC2 && lead <= 0xDF ? 2 : lead >= 0xE0 && lead <= 0xEF ? 3
+                  : lead >= 0xF0 && lead <= 0xF4 ? 4 : 0;
+    if (length == 0 || pos + length > text.size()) return 0;
+    char32_t value = lead & (length == 2 ? 0x1F : length == 3 ? 0x0F : 0x07);
+    for (size_t i = 1; i < length; ++i) {
+        unsigned char next = byte(pos + i);
+        if ((next & 0xC0) != 0x80) return 0;
+        value = (value << 6) | (next & 0x3F);
+    }
+    bool overlong = (length == 3 && value < 0x800) || (length == 4 && value < 0x10000);
+    bool surrogate = value >= 0xD800 && value <= 0xDFFF;
+    if (overlong || surrogate || value > 0x10FFFF) return 0;
+    code_point = value;
+    return length;
+}
+
+void append_hex_escapes(std::string& out, std::string_view bytes) {
+    static constexpr char digits[] = "0123456789abcdef";
+    for (char c : bytes) {
+        auto u = static_cast<unsigned char>(c);
+        out += "\\x";
+        out += digits[u >> 4];
+        out += digits[u & 0xF];
+    }
+}
+
 }  // namespace
+
+std::string escape_line(std::string_view text, size_t limit) {
+    std::string out;
+    out.reserve(std::min(text.size(), limit));
+    std::string piece;
+    for (size_t pos = 0; pos < text.size() && out.size() < limit;) {
+        // Plain printable ASCII, nearly every line, is copied in one go.
+        size_t plain = pos;
+        while (plain < text.size() && text[plain] >= 0x20 && text[plain] < 0x7F && text[plain] != '\\') ++plain;
+        if (plain > pos) {
+            size_t n = std::min(plain - pos, limit - out.size());
+            out.append(text.substr(pos, n));
+            pos += n;
+            continue;
+        }
+        size_t length = 1;
+        piece.clear();
+        switch (text[pos]) {
+            case '\\': piece = "\\\\"; break;
+            case '\n': piece = "\\n"; break;
+            case '\r': piece = "\\r"; break;
+            case '\t': piece = "\\t"; break;
+            default: {
+                char32_t code_point = 0;
+                length = static_cast<unsigned char>(text[pos]) < 0x80 ? 0 : utf8_sequence(text, pos, code_point);
+                if (length == 0) {
+                    length = 1;  // a C0 control, DEL, or a byte outside valid UTF-8
+                    append_hex_escapes(piece, text.substr(pos, 1));
+                } else if (code_point <= 0x9F) {
+                    append_hex_escapes(piece, text.substr(pos, length));  // a C1 control
+                } else {
+                    piece.assign(text.substr(pos, length));
+                }
+            }
+        }
+        if (out.size() + piece.size() > limit) break;
+        out += piece;
+        pos += length;
+    }
+    return out;
+}
 
 std::string format_message(Logger::Severity severity, std::string_view text) {
     std::string message;
     if (severity == Logger::Severity::warning) message = "warning: ";
     if (severity == Logger::Severity::error) message = "error: ";
-    if (text.size() > Logger::max_text) text = text.substr(0, Logger::max_text);
-    message.reserve(message.size() + text.size());
-    for (char c : text) {
-        auto u = static_cast<unsigned char>(c);
-        message += (u < 0x20 || u == 0x7f) ? '?' : c;
-    }
+    message += escape_line(text, Logger::max_text);
     return message;
+}
+
+void report_on_stderr(std::string_view program, Logger::Severity severity, std::string_view text) {
+    std::string line(program);
+    line += ": ";
+    line += format_message(severity, text);
+    line += '\n';
+    write_line(STDERR_FILENO, line);
 }
 
 std::string format_file_line(std::time_t when, std::string_view host, std::string_view tag,

@@ -6,9 +6,9 @@
 // Warnings and errors carry Postfix's "warning: " / "error: " prefixes, so log
 // analysers (pflogsumm) read the lines as Postfix's. A capture destination keeps
 // lines in memory for tests.
-// Invariants: a line never holds a newline or other control byte (replaced by '?',
-// as Postfix does) and is at most max_text bytes of text; the pid is read at each
-// line, so a forked child logs its own. The log file stays open from open() on, so
+// Invariants: a line never holds a newline or other control byte (escaped by
+// escape_line, see docs/logging.md) and is at most max_text bytes of text; the pid
+// is read at each line, so a forked child logs its own. The log file stays open from open() on, so
 // a child that dropped privileges can still log.
 // Must never: fail, throw or block the caller because the log could not be written;
 // be a global (it is passed to whoever logs).
@@ -77,7 +77,22 @@ private:
 // exposed for tests of the exact layout.
 std::string format_file_line(std::time_t when, std::string_view host, std::string_view tag,
                              pid_t pid, std::string_view message);
-// The text with its severity prefix, control bytes as '?', cut at max_text bytes.
+// The text with its severity prefix, escaped by escape_line, at most max_text
+// bytes of escaped text.
 std::string format_message(Logger::Severity severity, std::string_view text);
+
+// Text made safe to be one line of a log or a terminal, whatever bytes it came
+// from (an address, a file name, a header): a backslash becomes "\\", newline,
+// carriage return and tab "\n", "\r", "\t", every other control byte (C0, DEL),
+// C1 control (U+0080-U+009F) and byte that is not part of valid UTF-8 "\xHH" per
+// byte; valid printable UTF-8 is kept. So a caller's log can never gain a forged
+// line or a terminal escape, and the original bytes can be read back. At most
+// `limit` bytes result: an escape sequence is never cut in half.
+std::string escape_line(std::string_view text, size_t limit = Logger::max_text);
+
+// "PROGRAM: error: TEXT" (or "PROGRAM: warning: TEXT", "PROGRAM: TEXT" for info)
+// on stderr with TEXT escaped by escape_line, in one write: the one way the
+// programs report to their caller, so no error line can repeat raw input.
+void report_on_stderr(std::string_view program, Logger::Severity severity, std::string_view text);
 
 }  // namespace mailroom::core

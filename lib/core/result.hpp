@@ -1,11 +1,14 @@
 // Result<T>: a value or an Error, with std::expected's member names so that moving
 // to <expected> later is a one-line alias. Used for *system* failures (a syscall
 // that failed, with what it was doing); mail outcomes are mail::Status instead.
-// Never throws: value() on an error is a bug and asserts.
+// Never throws: value() on an error, or error() on a value, is a bug and aborts
+// with a message in every build (an assert would vanish from the release build and
+// let the caller read a value that is not there).
 #pragma once
 
-#include <cassert>
 #include <cerrno>
+#include <cstdio>
+#include <cstdlib>
 #include <string>
 #include <system_error>
 #include <utility>
@@ -41,6 +44,14 @@ inline Error errno_error(std::string context, int err = errno) {
 // not with Status::from_error, which treats errors as temporary system failures.
 inline Error input_error(std::string text) { return Error{std::error_code(), std::move(text)}; }
 
+// The misuse report: one line on stderr, then abort() (SIGABRT, a core for the
+// developer). `error` is the error that value() was asked to ignore, or null.
+[[noreturn]] inline void result_misuse(const char* what, const Error* error) {
+    std::fprintf(stderr, "mailroom: bug: %s%s%s\n", what, error ? ": " : "",
+                 error ? error->message().c_str() : "");
+    std::abort();
+}
+
 struct Unexpected {
     Error error;
 };
@@ -61,18 +72,26 @@ public:
     bool has_value() const { return state_.index() == 0; }
     explicit operator bool() const { return has_value(); }
 
-    T& value() & { assert(has_value()); return std::get<0>(state_); }
-    const T& value() const& { assert(has_value()); return std::get<0>(state_); }
-    T&& value() && { assert(has_value()); return std::move(std::get<0>(state_)); }
+    T& value() & { check_value(); return *std::get_if<0>(&state_); }
+    const T& value() const& { check_value(); return *std::get_if<0>(&state_); }
+    T&& value() && { check_value(); return std::move(*std::get_if<0>(&state_)); }
     T& operator*() & { return value(); }
     const T& operator*() const& { return value(); }
     T&& operator*() && { return std::move(*this).value(); }
     T* operator->() { return &value(); }
     const T* operator->() const { return &value(); }
 
-    const Error& error() const { assert(!has_value()); return std::get<1>(state_); }
+    const Error& error() const {
+        if (has_value()) result_misuse("Result::error() called on a value", nullptr);
+        return *std::get_if<1>(&state_);
+    }
 
 private:
+    void check_value() const {
+        if (!has_value())
+            result_misuse("Result::value() called on an error", std::get_if<1>(&state_));
+    }
+
     std::variant<T, Error> state_;
 };
 
@@ -84,8 +103,13 @@ public:
 
     bool has_value() const { return !failed_; }
     explicit operator bool() const { return has_value(); }
-    void value() const { assert(has_value()); }
-    const Error& error() const { assert(failed_); return error_; }
+    void value() const {
+        if (failed_) result_misuse("Result::value() called on an error", &error_);
+    }
+    const Error& error() const {
+        if (!failed_) result_misuse("Result::error() called on a value", nullptr);
+        return error_;
+    }
 
 private:
     Error error_;

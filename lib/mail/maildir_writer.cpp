@@ -131,7 +131,7 @@ core::Result<void> write_file(int fd, const std::string& headers, const Message&
     if (auto written = core::write_all(fd, headers, shown); !written) return written;
     std::uint64_t total = headers.size();
     std::vector<char> buf(chunk_size);
-    auto reader = message.reader();
+    auto reader = message.reader(OwnedFields::return_path);
     for (;;) {
         auto n = reader.read(buf.data(), buf.size());
         if (!n) return core::unexpected(n.error());
@@ -199,7 +199,11 @@ Status MaildirWriter::deliver(const Message& message, const DeliveryInfo& info,
     remove_stale_tmp(tmp.get());
 
     const std::string headers = delivery_headers(info);
-    const std::uint64_t size = headers.size() + message.size();
+    // The message's own Return-Path: is left out (we write the real one): S= counts
+    // what is written.
+    auto content_size = message.size_without(OwnedFields::return_path);
+    if (!content_size) return Status::from_error(content_size.error());
+    const std::uint64_t size = headers.size() + *content_size;
     const std::string host = maildir_host(info.hostname);
 
     std::string name;

@@ -302,7 +302,7 @@ Status MboxWriter::deliver(const Message& message, const DeliveryInfo& info) con
 
     std::string in(chunk_size, '\0');
     MboxEscaper escaper;
-    auto reader = message.reader();
+    auto reader = message.reader(OwnedFields::mbox);  // SPEC 4: no forged Return-Path/Content-Length
     for (;;) {
         auto n = reader.read(in.data(), in.size());
         if (!n) return fail(n.error());

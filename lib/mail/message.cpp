@@ -266,7 +266,127 @@ core::Result<Message> Message::from_stored(core::UniqueFd fd, uint64_t offset, u
     return message;
 }
 
+namespace {
+
+// Longer than any owned field name: a line whose first this many bytes hold no
+// colon is kept without further look, so nothing bigger is ever held back.
+constexpr size_t owned_name_limit = 64;
+
+bool iequals(std::string_view a, std::string_view b) {
+    return a.size() == b.size() && lowercase(a) == b;
+}
+
+}  // namespace
+
+bool HeaderFilter::owned(std::string_view name) const {
+    // "Return-Path :" (white space before the colon, RFC 5322's obsolete syntax)
+    // is the same field to a lenient reader.
+    while (!name.empty() && (name.back() == ' ' || name.back() == '\t')) name.remove_suffix(1);
+    if (iequals(name, "return-path")) return true;
+    return owned_ == OwnedFields::mbox && (iequals(name, "content-length") || iequals(name, "content-lines"));
+}
+
+void HeaderFilter::feed(std::string_view in, std::string& out) {
+    size_t i = 0;
+    while (i < in.size()) {
+        if (in_body_) {
+            out.append(in.substr(i));
+            return;
+        }
+        switch (line_) {
+            case Line::start:
+                if (in[i] == '\n') {  // the empty line that ends the header
+                    out += '\n';
+                    in_body_ = true;
+                    ++i;
+                } else if (in[i] == ' ' || in[i] == '\t') {
+                    line_ = field_dropped_ ? Line::dropped : Line::kept;  // a continuation line
+                } else {
+                    line_ = Line::name;
+                }
+                break;
+            case Line::name: {
+                size_t stop = std::min(in.find_first_of(":\n", i), in.size());
+                size_t take = std::min(stop - i, owned_name_limit + 1 - name_.size());
+                name_.append(in.substr(i, take));
+                i += take;
+                bool colon = i < in.size() && in[i] == ':';
+                bool newline = i < in.size() && in[i] == '\n';
+                if (colon || newline || name_.size() > owned_name_limit) {
+                    // A field name is complete, or the line is no owned field: a line
+                    // without a colon, or one whose name is longer than any owned one.
+                    field_dropped_ = colon && owned(name_);
+                    if (!field_dropped_) out += name_;
+                    name_.clear();
+                    line_ = field_dropped_ ? Line::dropped : Line::kept;
+                }
+                break;
+            }
+            case Line::kept:
+            case Line::dropped: {
+                size_t nl = in.find('\n', i);
+                size_t end = nl == std::string_view::npos ? in.size() : nl + 1;
+                if (line_ == Line::kept) out.append(in.substr(i, end - i));
+                i = end;
+                if (nl != std::string_view::npos) line_ = Line::start;
+                break;
+            }
+        }
+    }
+}
+
+void HeaderFilter::finish(std::string& out) {
+    out += name_;  // the content ended inside a line with no colon: not a field
+    name_.clear();
+}
+
 core::Result<size_t> Message::Reader::read(char* buf, size_t size) {
+    if (size == 0) return size_t{0};
+    while (kept_used_ == kept_.size()) {
+        // Past the header, the content passes unchanged: no copy.
+        if (filter_.in_body()) return read_stored(buf, size);
+        kept_.clear();
+        kept_used_ = 0;
+        char raw[16 * 1024];
+        auto n = read_stored(raw, sizeof raw);
+        if (!n) return n;
+        if (*n == 0) {
+            filter_.finish(kept_);
+            if (kept_.empty()) return size_t{0};
+            break;
+        }
+        filter_.feed(std::string_view(raw, *n), kept_);
+    }
+    size_t n = std::min(size, kept_.size() - kept_used_);
+    std::memcpy(buf, kept_.data() + kept_used_, n);
+    kept_used_ += n;
+    return n;
+}
+
+core::Result<uint64_t> Message::size_without(OwnedFields owned) const {
+    if (owned == OwnedFields::none) return size_;
+    HeaderFilter filter(owned);
+    Reader stored = reader();
+    uint64_t kept = 0;
+    uint64_t consumed = 0;
+    std::string out;
+    char raw[16 * 1024];
+    while (!filter.in_body()) {
+        auto n = stored.read(raw, sizeof raw);
+        if (!n) return core::unexpected(n.error());
+        if (*n == 0) {
+            filter.finish(out);
+            return kept + out.size();
+        }
+        out.clear();
+        filter.feed(std::string_view(raw, *n), out);
+        kept += out.size();
+        consumed += *n;
+    }
+    return kept + (size_ - consumed);
+}
+
+core::Result<size_t> Message::Reader::read_stored(char* buf, size_t size) {
     uint64_t left = message_.size_ - offset_;
     size_t want = static_cast<size_t>(std::min<uint64_t>(left, size));
     if (want == 0) return size_t{0};

@@ -299,6 +299,16 @@ core::Result<void> QueueWriter::write(std::string_view bytes) {
     return r;
 }
 
+namespace {
+CommitFolderSync commit_folder_sync_hook = nullptr;
+
+core::Result<void> folder_sync(const std::string& folder) {
+    return commit_folder_sync_hook ? commit_folder_sync_hook(folder) : core::fsync_dir(folder);
+}
+}  // namespace
+
+void set_commit_folder_sync_for_tests(CommitFolderSync sync) { commit_folder_sync_hook = sync; }
+
 core::Result<void> QueueWriter::commit(const Envelope& envelope, QueueFolder folder) {
     std::string header = format_queue_header(size_);
     std::string tail = format_envelope(envelope);
@@ -326,7 +336,26 @@ core::Result<void> QueueWriter::commit(const Envelope& envelope, QueueFolder fol
     }
     tmp_path_.clear();
     // The rename itself must survive a crash before we report the message accepted.
-    return core::fsync_dir(spool_->folder_path(folder));
+    const std::string folder_path = spool_->folder_path(folder);
+    auto synced = folder_sync(folder_path);
+    if (synced) return {};
+    // The caller will say "nothing was queued" and may retry: the entry must not
+    // stay to be delivered as well. Take it back, under its lock so that no runner
+    // is delivering it meanwhile (a runner that locks it later finds it gone).
+    struct flock request {};
+    request.l_type = F_WRLCK;
+    request.l_whence = SEEK_SET;
+    if (::fcntl(fd_.get(), F_OFD_SETLK, &request) != 0) {
+        // A runner holds it already (a daemon's scan got there first): it is being
+        // delivered, so it was queued; only a crash in the next moment could lose it.
+        return {};
+    }
+    if (::unlink(final_path.c_str()) != 0 && errno != ENOENT) {
+        // Still there, and nobody told: report accepted rather than invite a duplicate.
+        return {};
+    }
+    (void)folder_sync(folder_path);  // best effort: the removal should reach the disk too
+    return synced;
 }
 
 // ---- reading and locking

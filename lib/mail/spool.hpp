@@ -112,6 +112,10 @@ public:
     uint64_t size() const { return size_; }
     core::Result<void> write(std::string_view bytes);
     // Makes the entry durable in queue/ (or hold/): header, envelope, fsync, rename, folder fsync.
+    // An error means nothing was queued: when the folder fsync after the rename
+    // fails, the entry is taken back out of the folder first (so a caller that
+    // retries does not deliver twice), unless a runner already holds it, which
+    // then delivers it: that is reported as success (docs/spool.md).
     core::Result<void> commit(const Envelope& envelope, QueueFolder folder = QueueFolder::queue);
 
 private:
@@ -124,6 +128,12 @@ private:
     uint64_t size_ = 0;
     std::string buffer_;
 };
+
+// Fault injection for tests only: replaces the folder fsync that ends
+// QueueWriter::commit (the sync that makes the rename durable). Null (the real
+// core::fsync_dir) in every program; set it back to null after the test.
+using CommitFolderSync = core::Result<void> (*)(const std::string& folder);
+void set_commit_folder_sync_for_tests(CommitFolderSync sync);
 
 // A read of an entry's envelope and state without its lock (mailq): may be a
 // moment out of date, never torn.

@@ -136,7 +136,7 @@ TEST_CASE("Times take s/m/h/d; a plain number is seconds") {
 
 TEST_CASE("A bad value is an error naming file, line and key") {
     // The value is checked after expansion, and the line is the key's own line.
-    CHECK(error_of("# comment\n\nspool_dir = 5\nlock_timeout = ${spool_dir}x\n") ==
+    CHECK(error_of("# comment\n\ndefault_privs = 5\nlock_timeout = ${default_privs}x\n") ==
           "t.conf:4: bad value for 'lock_timeout': '5x' (a time: number with s, m, h or d)");
     struct Case { const char* line; const char* message; };
     const Case cases[] = {
@@ -173,6 +173,33 @@ TEST_CASE("A bad value is an error naming file, line and key") {
     CHECK(error_of("log = " + std::string(500, 'x')) ==
           "t.conf:1: bad value for 'log': '" + std::string(100, 'x') +
               "...' (syslog, stderr or an absolute file path)");
+}
+
+TEST_CASE("A path key is an absolute path: empty or relative is an error naming file, line and key") {
+    // An empty spool_dir used to load and fail later with 75 at the first open; a
+    // relative one would resolve against whatever the current folder is.
+    for (const char* key : {"spool_dir", "aliases", "mail_spool_dir"}) {
+        INFO(key);
+        CHECK(error_of(fmt::format("\n{} =\n", key)) ==
+              fmt::format("t.conf:2: bad value for '{}': '' (an absolute path)", key));
+        CHECK(error_of(fmt::format("{} = var/spool\n", key)) ==
+              fmt::format("t.conf:1: bad value for '{}': 'var/spool' (an absolute path)", key));
+        CHECK(parsed(fmt::format("{} = /srv/x\n", key)).str(key) == "/srv/x");
+    }
+    // Checked after expansion: an empty key expanded into a path key is caught too.
+    CHECK(error_of("recipient_delimiter =\nspool_dir = ${recipient_delimiter}spool\n") ==
+          "t.conf:2: bad value for 'spool_dir': 'spool' (an absolute path)");
+    // Keys whose empty value turns a feature off may stay empty, but when set are absolute.
+    for (const char* key : {"smtpd_tls_cert_file", "smtpd_tls_key_file", "smtp_sasl_password_file"}) {
+        INFO(key);
+        CHECK(parsed(fmt::format("{} =\n", key)).str(key).empty());
+        CHECK(parsed(fmt::format("{} = /etc/ssl/x.pem\n", key)).str(key) == "/etc/ssl/x.pem");
+        CHECK(error_of(fmt::format("{} = x.pem\n", key)) ==
+              fmt::format("t.conf:1: bad value for '{}': 'x.pem' (empty or an absolute path)", key));
+    }
+    CHECK(error_of("log =\n") == "t.conf:1: bad value for 'log': '' (syslog, stderr or an absolute file path)");
+    // home_mailbox is relative to the user's home by design.
+    CHECK(parsed("home_mailbox = Maildir/\n").str("home_mailbox") == "Maildir/");
 }
 
 TEST_CASE("Good values of every checked type are accepted") {

@@ -63,7 +63,8 @@ TEST_CASE("warning and error lines carry Postfix's prefixes", "[log]") {
 }
 
 TEST_CASE("a log line never holds a newline or control byte", "[log]") {
-    CHECK(format_message(Logger::Severity::info, "a\nb\rc\td\x7f" "e") == "a?b?c?d?e");
+    // Escaped, not replaced: the log shows what the input held (docs/logging.md).
+    CHECK(format_message(Logger::Severity::info, "a\nb\rc\td\x7f" "e") == "a\\nb\\rc\\td\\x7fe");
     CHECK(format_message(Logger::Severity::info, "caf\xc3\xa9") == "caf\xc3\xa9");  // UTF-8 kept
     std::string long_text(Logger::max_text + 100, 'x');
     CHECK(format_message(Logger::Severity::warning, long_text).size() == 9 + Logger::max_text);

@@ -6,13 +6,15 @@
 
 #include "mail/message.hpp"
 
+using mailroom::mail::HeaderFilter;
 using mailroom::mail::Message;
 using mailroom::mail::MessageOptions;
+using mailroom::mail::OwnedFields;
 
 namespace {
 
-std::string content_of(const Message& message) {
-    auto reader = message.reader();
+std::string content_of(const Message& message, OwnedFields owned = OwnedFields::none) {
+    auto reader = message.reader(owned);
     std::string out;
     char buf[7];  // small on purpose: exercises chunked reads
     for (;;) {
@@ -113,4 +115,86 @@ TEST_CASE("a message without a final newline is noticed") {
     CHECK_FALSE(parse("Subject: x\n\nno newline").ends_with_newline());
     CHECK(parse("Subject: x\n\nnewline\n").ends_with_newline());
     CHECK(parse("").ends_with_newline());
+}
+
+// SPEC section 4: the delivery agent writes Return-Path: itself; in mbox,
+// Content-Length: and Content-Lines: would be trusted by readers (formail, mutt)
+// to find the next message, so the message's own are left out on delivery.
+TEST_CASE("a delivery reads the message without the header fields the delivery agent owns", "[message][owned]") {
+    const std::string text =
+        "Return-Path: <forged@evil.example>\n"
+        "Subject: hi\n"
+        "content-length: 99999\n"
+        "CONTENT-LINES: 12\n"
+        "Return-Path :\n  <folded@evil.example>\n"
+        "\tmore\n"
+        "X-Return-Path: kept\n"
+        "Content-Type: text/plain\n"
+        "\n"
+        "Return-Path: <body@example> stays: it is the body\n"
+        "Content-Length: 1\n";
+    auto m = parse(text);
+    const std::string maildir =
+        "Subject: hi\n"
+        "content-length: 99999\n"
+        "CONTENT-LINES: 12\n"
+        "X-Return-Path: kept\n"
+        "Content-Type: text/plain\n"
+        "\n"
+        "Return-Path: <body@example> stays: it is the body\n"
+        "Content-Length: 1\n";
+    const std::string mbox =
+        "Subject: hi\n"
+        "X-Return-Path: kept\n"
+        "Content-Type: text/plain\n"
+        "\n"
+        "Return-Path: <body@example> stays: it is the body\n"
+        "Content-Length: 1\n";
+    CHECK(content_of(m) == text);  // the stored content itself is unchanged
+    CHECK(content_of(m, OwnedFields::return_path) == maildir);
+    CHECK(content_of(m, OwnedFields::mbox) == mbox);
+    CHECK(m.size_without(OwnedFields::none).value() == text.size());
+    CHECK(m.size_without(OwnedFields::return_path).value() == maildir.size());
+    CHECK(m.size_without(OwnedFields::mbox).value() == mbox.size());
+}
+
+TEST_CASE("the owned-field filter works across any split of its input", "[message][owned]") {
+    const std::string text = "A: 1\nReturn-Path: <x>\n cont\nB: 2\nContent-Length: 5\nC\n\nbody\nReturn-Path: y\n";
+    const std::string want = "A: 1\nB: 2\nC\n\nbody\nReturn-Path: y\n";
+    for (size_t step = 1; step <= text.size(); ++step) {
+        INFO("chunks of " << step);
+        HeaderFilter filter(OwnedFields::mbox);
+        std::string out;
+        for (size_t i = 0; i < text.size(); i += step) filter.feed(std::string_view(text).substr(i, step), out);
+        filter.finish(out);
+        CHECK(out == want);
+    }
+}
+
+TEST_CASE("the owned-field filter holds back little and keeps odd lines", "[message][owned]") {
+    // A header line with no colon, one cut off by the end of input, and a name far
+    // longer than any owned one are kept as they are.
+    for (const std::string& text : {std::string("no colon here\nReturn-Path: x\n\nb"), std::string("Subject: s\nReturn-Pa"),
+                                    std::string(100000, 'x') + ": long\nReturn-Path: x\n\n"}) {
+        HeaderFilter filter(OwnedFields::return_path);
+        std::string out;
+        filter.feed(text, out);
+        filter.finish(out);
+        auto at = text.find("Return-Path: x\n");
+        std::string want = at == std::string::npos ? text : text.substr(0, at) + text.substr(at + 15);
+        CHECK(out == want);
+    }
+    // A header of only owned fields, a message without a body, a message without a header.
+    auto only = parse("Return-Path: <a>\nContent-Length: 3\n\nabc");
+    CHECK(content_of(only, OwnedFields::mbox) == "\nabc");
+    CHECK(content_of(parse("Return-Path: <a>\n"), OwnedFields::mbox) == "");
+    CHECK(content_of(parse("\nReturn-Path: <a>\n"), OwnedFields::mbox) == "\nReturn-Path: <a>\n");
+    // A big message spilled to a file: the body is read back whole.
+    MessageOptions options;
+    options.memory_limit = 1000;
+    std::string big = "Content-Length: 1\nSubject: big\n\n";
+    for (int i = 0; i < 20000; ++i) big += "line " + std::to_string(i) + "\n";
+    auto m = parse(big, options);
+    CHECK(content_of(m, OwnedFields::mbox) == big.substr(18));
+    CHECK(m.size_without(OwnedFields::mbox).value() == big.size() - 18);
 }

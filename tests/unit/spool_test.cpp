@@ -246,3 +246,71 @@ TEST_CASE("Temporary files of crashed submissions are swept once old", "[spool]"
     spool->sweep_tmp(::time(nullptr) + 7200, 3600);
     CHECK(::access(name.c_str(), F_OK) != 0);
 }
+
+namespace {
+
+// Fault injection for the folder fsync that ends a commit (after the rename).
+mailroom::core::Result<void> failing_folder_sync(const std::string&) {
+    return mailroom::core::unexpected_errno("fsync folder (injected)", EIO);
+}
+
+// Like a daemon's runner that locked the new entry between the rename and the
+// failed folder sync: an open file description of its own holding the OFD lock.
+int runner_fd = -1;
+mailroom::core::Result<void> locked_then_failing_folder_sync(const std::string& folder) {
+    auto names = mailroom::test::names_in(folder);
+    REQUIRE(names.size() == 1);
+    runner_fd = ::open((folder + "/" + names[0]).c_str(), O_RDWR | O_CLOEXEC);
+    REQUIRE(runner_fd >= 0);
+    struct flock request {};
+    request.l_type = F_WRLCK;
+    request.l_whence = SEEK_SET;
+    REQUIRE(::fcntl(runner_fd, F_OFD_SETLK, &request) == 0);
+    return failing_folder_sync(folder);
+}
+
+struct RestoreFolderSync {
+    ~RestoreFolderSync() { set_commit_folder_sync_for_tests(nullptr); }
+};
+
+}  // namespace
+
+TEST_CASE("A failed folder fsync after the rename takes the entry back: nothing is queued", "[spool]") {
+    // sendmail says "nothing was queued" and exits 75 on any commit error; a caller
+    // that retries must not find the first copy delivered as well.
+    TempDir tmp;
+    auto spool = Spool::open(tmp.path);
+    REQUIRE(spool);
+    RestoreFolderSync restore;
+    set_commit_folder_sync_for_tests(failing_folder_sync);
+    for (QueueFolder folder : {QueueFolder::queue, QueueFolder::hold}) {
+        auto writer = QueueWriter::begin(*spool);
+        REQUIRE(writer);
+        REQUIRE(writer->write("Subject: s\n\nbody\n"));
+        auto committed = writer->commit(envelope_for({"bob@x"}), folder);
+        REQUIRE_FALSE(committed);
+        CHECK(committed.error().errno_value() == EIO);
+        CHECK(ids_in(*spool, folder).empty());
+        CHECK(mailroom::test::names_in(tmp.path + "/tmp").empty());
+    }
+    set_commit_folder_sync_for_tests(nullptr);
+    auto id = submit(*spool, "x\n");
+    CHECK(ids_in(*spool, QueueFolder::queue) == std::vector<std::string>{id});
+}
+
+TEST_CASE("A failed folder fsync while a runner already holds the entry reports it queued", "[spool]") {
+    // The runner delivers it: taking it back is impossible, and saying "nothing was
+    // queued" would make the caller send it again.
+    TempDir tmp;
+    auto spool = Spool::open(tmp.path);
+    REQUIRE(spool);
+    RestoreFolderSync restore;
+    set_commit_folder_sync_for_tests(locked_then_failing_folder_sync);
+    auto writer = QueueWriter::begin(*spool);
+    REQUIRE(writer);
+    REQUIRE(writer->write("x\n"));
+    CHECK(writer->commit(envelope_for({"bob@x"})));
+    CHECK(ids_in(*spool, QueueFolder::queue) == std::vector<std::string>{writer->id()});
+    ::close(runner_fd);
+    runner_fd = -1;
+}
