@@ -8,6 +8,8 @@
 #include <cerrno>
 #include <cstdio>
 
+#include "core/utf8.hpp"
+
 namespace mailroom::mail {
 
 namespace {
@@ -17,31 +19,6 @@ constexpr std::string_view heading = "-Queue ID-  --Size-- ----Arrival Time---- 
 constexpr size_t recipient_indent = 42;
 // Postfix's: a reason's closing parenthesis lands in column 78.
 constexpr int reason_column = 76;
-
-// The length of the valid UTF-8 sequence at text[pos] with its code point, or 0
-// when the byte there does not start one (stray continuation byte, overlong form,
-// surrogate, beyond U+10FFFF, cut short).
-size_t utf8_sequence(std::string_view text, size_t pos, char32_t& code_point) {
-    auto byte = [&](size_t i) { return static_cast<unsigned char>(text[i]); };
-    unsigned char lead = byte(pos);
-    if (lead < 0x80) {
-        code_point = lead;
-        return 1;
-    }
-    size_t length = lead >= 0xC2 && lead <= 0xDF ? 2 : lead >= 0xE0 && lead <= 0xEF ? 3 : lead >= 0xF0 && lead <= 0xF4 ? 4 : 0;
-    if (length == 0 || pos + length > text.size()) return 0;
-    char32_t value = lead & (length == 2 ? 0x1F : length == 3 ? 0x0F : 0x07);
-    for (size_t i = 1; i < length; ++i) {
-        unsigned char next = byte(pos + i);
-        if ((next & 0xC0) != 0x80) return 0;
-        value = (value << 6) | (next & 0x3F);
-    }
-    bool overlong = (length == 3 && value < 0x800) || (length == 4 && value < 0x10000);
-    bool surrogate = value >= 0xD800 && value <= 0xDFFF;
-    if (overlong || surrogate || value > 0x10FFFF) return 0;
-    code_point = value;
-    return length;
-}
 
 // Appends text with control bytes, C1 controls and invalid UTF-8 as '?'.
 void append_printable(std::string& out, std::string_view text) {
@@ -53,7 +30,7 @@ void append_printable(std::string& out, std::string_view text) {
         if (plain == text.size()) break;
         pos = plain;
         char32_t code_point = 0;
-        size_t length = utf8_sequence(text, pos, code_point);
+        size_t length = core::utf8_sequence(text, pos, code_point);
         bool control = code_point < 0x20 || (code_point >= 0x7F && code_point <= 0x9F);
         if (length == 0 || control) {
             out += '?';
@@ -196,7 +173,7 @@ std::string json_quote(std::string_view text) {
     out.reserve(text.size() + 2);
     for (size_t pos = 0; pos < text.size();) {
         char32_t code_point = 0;
-        size_t length = utf8_sequence(text, pos, code_point);
+        size_t length = core::utf8_sequence(text, pos, code_point);
         if (length == 0) {
             out += "\\ufffd";
             ++pos;

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <fcntl.h>
+#include <grp.h>
 #include <stdlib.h>
 #include <sys/time.h>
 #include <sys/types.h>
@@ -121,6 +122,33 @@ inline pid_t hold_lock_in_child(const std::string& path, std::chrono::millisecon
     REQUIRE(::read(ready[0], &c, 1) == 1);
     ::close(ready[0]);
     return pid;
+}
+
+// Runs fn (returning std::string) in a child switched for good to uid (gid the same
+// number, no supplementary groups; we are root) and returns what it returned.
+template <typename Fn>
+std::string output_of_child_as(uid_t uid, Fn fn) {
+    int fds[2];
+    REQUIRE(::pipe(fds) == 0);
+    pid_t pid = ::fork();
+    REQUIRE(pid >= 0);
+    if (pid == 0) {
+        ::close(fds[0]);
+        if (::setgroups(0, nullptr) != 0 || ::setgid(uid) != 0 || ::setuid(uid) != 0) ::_exit(2);
+        std::string out = fn();
+        (void)!::write(fds[1], out.data(), out.size());
+        ::_exit(0);
+    }
+    ::close(fds[1]);
+    std::string out;
+    char buf[512];
+    for (ssize_t n; (n = ::read(fds[0], buf, sizeof buf)) > 0;) out.append(buf, static_cast<size_t>(n));
+    ::close(fds[0]);
+    int status = 0;
+    REQUIRE(::waitpid(pid, &status, 0) == pid);
+    REQUIRE(WIFEXITED(status));
+    REQUIRE(WEXITSTATUS(status) == 0);
+    return out;
 }
 
 }  // namespace mailroom::test

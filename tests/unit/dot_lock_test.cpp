@@ -218,28 +218,7 @@ constexpr uid_t owner_uid = 20002;  // owns the mailbox
 // Runs fn in a child switched to owner_uid (we are root) and returns what it wrote.
 template <typename Fn>
 std::string as_owner(Fn fn) {
-    int fds[2];
-    REQUIRE(::pipe(fds) == 0);
-    pid_t pid = ::fork();
-    REQUIRE(pid >= 0);
-    if (pid == 0) {
-        ::close(fds[0]);
-        if (::setgroups(0, nullptr) != 0 || ::setgid(owner_uid) != 0 || ::setuid(owner_uid) != 0) ::_exit(2);
-        std::string out = fn();
-        (void)!::write(fds[1], out.data(), out.size());
-        ::_exit(0);
-    }
-    ::close(fds[1]);
-    std::string out;
-    char buf[512];
-    ssize_t n;
-    while ((n = ::read(fds[0], buf, sizeof buf)) > 0) out.append(buf, static_cast<size_t>(n));
-    ::close(fds[0]);
-    int status = 0;
-    REQUIRE(::waitpid(pid, &status, 0) == pid);
-    REQUIRE(WIFEXITED(status));
-    REQUIRE(WEXITSTATUS(status) == 0);
-    return out;
+    return mailroom::test::output_of_child_as(owner_uid, fn);
 }
 
 std::string outcome(const mailroom::core::Result<DotLock>& lock) {

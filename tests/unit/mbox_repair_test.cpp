@@ -261,29 +261,10 @@ constexpr uid_t other_uid = 20001;  // plants files beside it
 
 // Delivers in a child switched to owner_uid (we are root); returns "CODE TEXT".
 std::string deliver_as_owner(const DeliveryInfo& info, const std::string& body) {
-    int fds[2];
-    REQUIRE(::pipe(fds) == 0);
-    pid_t pid = ::fork();
-    REQUIRE(pid >= 0);
-    if (pid == 0) {
-        ::close(fds[0]);
-        if (::setgroups(0, nullptr) != 0 || ::setgid(owner_uid) != 0 || ::setuid(owner_uid) != 0) ::_exit(2);
+    return mailroom::test::output_of_child_as(owner_uid, [&] {
         auto status = MboxWriter().deliver(message(body), info);
-        std::string out = status.code() + " " + status.text();
-        (void)!::write(fds[1], out.data(), out.size());
-        ::_exit(0);
-    }
-    ::close(fds[1]);
-    std::string out;
-    char buf[512];
-    ssize_t n;
-    while ((n = ::read(fds[0], buf, sizeof buf)) > 0) out.append(buf, static_cast<size_t>(n));
-    ::close(fds[0]);
-    int status = 0;
-    REQUIRE(::waitpid(pid, &status, 0) == pid);
-    REQUIRE(WIFEXITED(status));
-    REQUIRE(WEXITSTATUS(status) == 0);
-    return out;
+        return status.code() + " " + status.text();
+    });
 }
 
 }  // namespace
