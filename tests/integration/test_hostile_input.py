@@ -31,7 +31,13 @@ class ConfigPaths(SendmailCase):
         for key, value in (("spool_dir", ""), ("spool_dir", "spool"), ("mail_spool_dir", ""),
                            ("aliases", "aliases"), ("smtpd_tls_cert_file", "cert.pem")):
             with self.subTest(key=key, value=value):
-                conf = self.box.write("paths.conf", f"# paths\n{key} = {value}\n")
+                # Every other path key points into the sandbox, so that a program that
+                # wrongly accepted the value still touches nothing of the machine's.
+                safe = {"spool_dir": self.box.spool, "mail_spool_dir": self.box.mail,
+                        "log": self.box.log}
+                safe.pop(key, None)
+                lines = "".join(f"{k} = {v}\n" for k, v in safe.items())
+                conf = self.box.write("paths.conf", f"# paths\n{key} = {value}\n{lines}")
                 for program, args in (("sendmail", ["-C", conf, "-odq", "bob"]),
                                       ("mda", ["-C", conf, "bob"])):
                     # In the sandbox: a program that took the relative path would
