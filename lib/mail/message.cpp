@@ -375,6 +375,7 @@ core::Result<uint64_t> Message::size_without(OwnedFields owned) const {
         auto n = stored.read(raw, sizeof raw);
         if (!n) return core::unexpected(n.error());
         if (*n == 0) {
+            out.clear();  // the last chunk's output is counted already
             filter.finish(out);
             return kept + out.size();
         }
