@@ -22,6 +22,7 @@
 //   77 -C or MAILROOM_CONF when running set-id (only the installed file is read).
 #include <sys/stat.h>
 #include <sysexits.h>
+#include <pwd.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -160,16 +161,27 @@ int flush(const core::Config& config) {
     return EX_OK;
 }
 
+// Every account of the password database (getpwent goes through NSS, so through
+// nss_wrapper in the tests), for the home folders that hold mboxes.
+std::vector<mail::HomeOfUser> every_account() {
+    std::vector<mail::HomeOfUser> accounts;
+    ::setpwent();
+    while (const struct passwd* pw = ::getpwent()) {
+        if (pw->pw_dir && pw->pw_dir[0] == '/') accounts.push_back({pw->pw_name, pw->pw_dir});
+    }
+    ::endpwent();
+    return accounts;
+}
+
 int check(const core::Config& config) {
     auto findings = mail::check_spool(config.str("spool_dir"));
     auto aliases = mail::check_aliases(config.str("aliases"));
     findings.insert(findings.end(), aliases.begin(), aliases.end());
-    // Only the spool folder: mbox files under home_mailbox live in each user's home,
-    // which a check would have to visit user by user.
-    if (config.str("home_mailbox").empty()) {
-        auto folder = mail::check_mail_folder(config.str("mail_spool_dir"));
-        findings.insert(findings.end(), folder.begin(), folder.end());
-    }
+    // Where mboxes live: mail_spool_dir, or with home_mailbox each user's home.
+    const std::string& home_mailbox = config.str("home_mailbox");
+    auto folder = home_mailbox.empty() ? mail::check_mail_folder(config.str("mail_spool_dir"))
+                                       : mail::check_home_mail_folders(home_mailbox, every_account());
+    findings.insert(findings.end(), folder.begin(), folder.end());
     for (const auto& finding : findings) {
         bool error = finding.severity == mail::CheckFinding::Severity::error;
         core::report_on_stderr("mailctl", error ? core::Logger::Severity::error : core::Logger::Severity::warning,

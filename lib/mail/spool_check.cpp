@@ -10,7 +10,9 @@
 #include <cerrno>
 #include <cstring>
 #include <memory>
+#include <set>
 
+#include "core/io.hpp"
 #include "core/sysexits.hpp"
 #include "mail/queue_id.hpp"
 
@@ -218,6 +220,29 @@ std::vector<CheckFinding> check_mail_folder(const std::string& mail_spool_dir) {
                     "user's mailbox{}; Debian uses root:mail 2775 instead (chown root:mail, chmod 2775; deliveries "
                     "then run with group mail)",
                     mail_spool_dir, mode_text(st.st_mode), sticky));
+    return out;
+}
+
+std::vector<CheckFinding> check_home_mail_folders(const std::string& home_mailbox,
+                                                  const std::vector<HomeOfUser>& accounts) {
+    std::vector<CheckFinding> out;
+    if (home_mailbox.empty() || home_mailbox.back() == '/') return out;  // none, or Maildir
+    std::set<std::string> seen;
+    size_t bad = 0;
+    for (const HomeOfUser& account : accounts) {
+        std::string folder = core::dir_of(account.home + "/" + home_mailbox);
+        if (!seen.insert(folder).second) continue;
+        struct stat st {};
+        if (::stat(folder.c_str(), &st) != 0 || !S_ISDIR(st.st_mode) || (st.st_mode & S_IWOTH) == 0) continue;
+        if (++bad > max_files_listed) continue;
+        add(out, Severity::warning, Area::permission,
+            fmt::format("the folder {} of {}'s mailbox is world-writable (mode {}): any user can create files "
+                        "beside the mailbox; make it 0755 or stricter (chmod o-w)",
+                        folder, account.user, mode_text(st.st_mode)));
+    }
+    if (bad > max_files_listed)
+        add(out, Severity::warning, Area::permission,
+            fmt::format("{} more world-writable folders holding users' mailboxes", bad - max_files_listed));
     return out;
 }
 

@@ -286,6 +286,18 @@ class MailqMailctlTest(mrtest.TestCase):
         result = self.mailctl("check")
         self.assertRegex(result.stderr.decode(), r"mode 0777\): .*without the sticky bit")
 
+    def test_check_warns_about_a_world_writable_home_folder_holding_an_mbox(self):
+        conf = self.box.write("home.conf", open(self.box.conf).read() + "home_mailbox = Mailbox\n")
+        self.queue("bob")
+        result = self.box.run("mailctl", ["-C", conf, "check"])
+        self.assertNotRegex(result.stderr.decode(), r"world-writable", "the homes are 0755 and the 1777 "
+                            "mail_spool_dir holds no mbox with home_mailbox set")
+        bob_home = os.path.join(self.box.home, "bob")
+        os.chmod(bob_home, 0o1777)
+        result = self.box.run("mailctl", ["-C", conf, "check"])
+        self.assertRegex(result.stderr.decode(), rf"mailctl: warning: the folder {re.escape(bob_home)} of bob's "
+                         r"mailbox is world-writable \(mode 1777\)")
+
     def test_check_fails_on_a_wrongly_moded_folder(self):
         self.use_aliases(os.path.join(self.box.dir, "aliases"))
         self.queue("bob")

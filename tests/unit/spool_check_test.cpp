@@ -197,3 +197,41 @@ TEST_CASE("a world-writable mail folder is a warning naming it and Debian's root
     CHECK(check_exit_code(open) == 0);
     CHECK(check_mail_folder(tmp.path + "/missing").empty());
 }
+
+TEST_CASE("with home_mailbox an mbox, a world-writable folder holding a user's mailbox is a warning", "[check]") {
+    TempDir tmp;
+    std::string bob = tmp.path + "/bob", carol = tmp.path + "/carol";
+    REQUIRE(::mkdir(bob.c_str(), 0755) == 0);
+    REQUIRE(::mkdir(carol.c_str(), 0755) == 0);
+    REQUIRE(::mkdir((carol + "/mail").c_str(), 0755) == 0);
+    std::vector<HomeOfUser> accounts{{"bob", bob}, {"carol", carol}, {"ghost", tmp.path + "/missing"}};
+    CHECK(check_home_mail_folders("Mailbox", accounts).empty());
+    REQUIRE(::chmod(bob.c_str(), 01777) == 0);
+    auto found = check_home_mail_folders("Mailbox", accounts);
+    REQUIRE(found.size() == 1);
+    CHECK(found[0].severity == CheckFinding::Severity::warning);
+    CHECK(found[0].text == "the folder " + bob + " of bob's mailbox is world-writable (mode 1777): any user can "
+                           "create files beside the mailbox; make it 0755 or stricter (chmod o-w)");
+    CHECK(check_exit_code(found) == 0);
+    // The folder that holds the mbox is what counts, not the home itself.
+    REQUIRE(::chmod((carol + "/mail").c_str(), 0777) == 0);
+    auto nested = check_home_mail_folders("mail/inbox", accounts);
+    REQUIRE(nested.size() == 1);
+    CHECK(nested[0].text.find(carol + "/mail of carol's") != std::string::npos);
+    // A Maildir in the home is not an mbox: nothing to plant beside it.
+    CHECK(check_home_mail_folders("Maildir/", accounts).empty());
+    // A folder shared by many accounts is reported once; past ten, one summary line.
+    std::vector<HomeOfUser> crowd;
+    for (int i = 0; i < 3; ++i) crowd.push_back({"shared" + std::to_string(i), bob});
+    CHECK(check_home_mail_folders("Mailbox", crowd).size() == 1);
+    std::vector<HomeOfUser> many;
+    for (int i = 0; i < 13; ++i) {
+        std::string home = tmp.path + "/u" + std::to_string(i);
+        REQUIRE(::mkdir(home.c_str(), 0777) == 0);
+        REQUIRE(::chmod(home.c_str(), 0777) == 0);
+        many.push_back({"u" + std::to_string(i), home});
+    }
+    auto listed = check_home_mail_folders("Mailbox", many);
+    REQUIRE(listed.size() == 11);
+    CHECK(listed.back().text == "3 more world-writable folders holding users' mailboxes");
+}
