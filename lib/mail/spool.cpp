@@ -287,7 +287,7 @@ QueueWriter::QueueWriter(QueueWriter&& other) noexcept
       tmp_path_(std::exchange(other.tmp_path_, {})), size_(other.size_), buffer_(std::move(other.buffer_)) {}
 
 QueueWriter::~QueueWriter() {
-    if (!tmp_path_.empty()) ::unlink(tmp_path_.c_str());
+    if (!tmp_path_.empty()) ::unlinkat(spool_->tmp_fd(), id_.c_str(), 0);
 }
 
 core::Result<void> QueueWriter::write(std::string_view bytes) {
@@ -302,8 +302,8 @@ core::Result<void> QueueWriter::write(std::string_view bytes) {
 namespace {
 CommitFolderSync commit_folder_sync_hook = nullptr;
 
-core::Result<void> folder_sync(const std::string& folder) {
-    return commit_folder_sync_hook ? commit_folder_sync_hook(folder) : core::fsync_dir(folder);
+core::Result<void> folder_sync(int folder_fd, const std::string& folder) {
+    return commit_folder_sync_hook ? commit_folder_sync_hook(folder) : core::fsync_fd(folder_fd, "folder " + folder);
 }
 }  // namespace
 
@@ -327,17 +327,22 @@ core::Result<void> QueueWriter::commit(const Envelope& envelope, QueueFolder fol
     // The content must be on disk before its name appears in queue/: a crash
     // after the rename must not leave a named entry with missing blocks.
     if (::fdatasync(fd_.get()) != 0) return core::unexpected_errno("fsync " + tmp_path_);
+    // Through the folders opened (and checked) with the spool: a name swapped since
+    // cannot redirect the entry.
     std::string final_path = spool_->entry_path(folder, id_);
-    if (::renameat2(AT_FDCWD, tmp_path_.c_str(), AT_FDCWD, final_path.c_str(), RENAME_NOREPLACE) != 0) {
+    const int tmp_fd = spool_->tmp_fd();
+    const int folder_fd = spool_->folder_fd(folder);
+    if (::renameat2(tmp_fd, id_.c_str(), folder_fd, id_.c_str(), RENAME_NOREPLACE) != 0) {
         if (errno != EINVAL && errno != ENOSYS) return core::unexpected_errno("rename into " + final_path);
         // A file system without RENAME_NOREPLACE: link fails on an existing name just the same.
-        if (::link(tmp_path_.c_str(), final_path.c_str()) != 0) return core::unexpected_errno("link into " + final_path);
-        ::unlink(tmp_path_.c_str());
+        if (::linkat(tmp_fd, id_.c_str(), folder_fd, id_.c_str(), 0) != 0)
+            return core::unexpected_errno("link into " + final_path);
+        ::unlinkat(tmp_fd, id_.c_str(), 0);
     }
     tmp_path_.clear();
     // The rename itself must survive a crash before we report the message accepted.
     const std::string folder_path = spool_->folder_path(folder);
-    auto synced = folder_sync(folder_path);
+    auto synced = folder_sync(folder_fd, folder_path);
     if (synced) return {};
     // The caller will say "nothing was queued" and may retry: the entry must not
     // stay to be delivered as well. Take it back, under its lock so that no runner
@@ -350,11 +355,11 @@ core::Result<void> QueueWriter::commit(const Envelope& envelope, QueueFolder fol
         // delivered, so it was queued; only a crash in the next moment could lose it.
         return {};
     }
-    if (::unlink(final_path.c_str()) != 0 && errno != ENOENT) {
+    if (::unlinkat(folder_fd, id_.c_str(), 0) != 0 && errno != ENOENT) {
         // Still there, and nobody told: report accepted rather than invite a duplicate.
         return {};
     }
-    (void)folder_sync(folder_path);  // best effort: the removal should reach the disk too
+    (void)folder_sync(folder_fd, folder_path);  // best effort: the removal should reach the disk too
     return synced;
 }
 
