@@ -11,7 +11,7 @@ packages=(
   libssl-dev libpam0g-dev libcdb-dev libfmt-dev catch2
   # tests: fake users and privilege changes, independent readers, peers
   libnss-wrapper libuid-wrapper libpam-wrapper
-  python3 mutt swaks
+  python3 mutt swaks procmail  # procmail: formail, an mbox reader that trusts Content-Length
   dovecot-core dovecot-lmtpd postfix
   # fuzzing and benchmarks
   clang libclang-rt-14-dev time procps pflogsumm
