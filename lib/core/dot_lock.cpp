@@ -47,39 +47,21 @@ struct Obstacle {
 
 Result<Obstacle> inspect(const std::string& path, const DotLockOptions& options) {
     Obstacle obstacle;
-    // lstat first: a symlink or a file we may not open (another user's 0600 lock) is
-    // still an obstacle with an owner and an age, not an error that stops delivery.
-    if (::lstat(path.c_str(), &obstacle.st) != 0) {
-        if (errno == ENOENT) {
-            obstacle.vanished = true;
-            return obstacle;
-        }
-        return unexpected_errno("stat lock " + path);
+    // A symlink or a file we may not open (another user's 0600 lock) is still an
+    // obstacle with an owner and an age, not an error that stops delivery.
+    auto file = read_record_file(path);
+    if (!file) return unexpected(file.error());
+    if (!*file || (*file)->replaced) {
+        obstacle.vanished = true;  // gone or replaced before we could look: just retry
+        return obstacle;
     }
+    obstacle.st = (*file)->st;
     obstacle.found.owner = obstacle.st.st_uid;
     obstacle.found.links = obstacle.st.st_nlink;
-    if (S_ISREG(obstacle.st.st_mode)) {
-        // O_NONBLOCK: a FIFO swapped in after the lstat must not hang us.
-        UniqueFd fd(::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC | O_NOCTTY));
-        struct stat opened {};
-        if (!fd && errno == ENOENT) {
-            obstacle.vanished = true;
-            return obstacle;
-        }
-        if (fd && ::fstat(fd.get(), &opened) == 0) {
-            if (!same_file(opened, obstacle.st)) {
-                obstacle.vanished = true;
-                return obstacle;
-            }
-            char buf[record_limit];
-            auto n = pread_full(fd.get(), buf, sizeof buf, 0, "lock " + path);
-            if (!n) return unexpected(n.error());
-            if (auto record = parse_lock_record(std::string_view(buf, *n))) {
-                obstacle.found.record = *record;
-                obstacle.record_valid = true;
-                obstacle.found.writer_gone = process_is_gone(record->pid);
-            }
-        }
+    if (auto& record = (*file)->record) {
+        obstacle.found.record = *record;
+        obstacle.record_valid = true;
+        obstacle.found.writer_gone = process_is_gone(record->pid);
     }
     auto age = std::time(nullptr) - obstacle.st.st_mtime;
     obstacle.found.stale = age > static_cast<std::time_t>(options.stale_age.count());
@@ -97,6 +79,44 @@ std::string obstacle_text(const std::string& path, const Obstacle& obstacle) {
 }
 
 }  // namespace
+
+Result<std::optional<RecordFile>> read_record_file(const std::string& path) {
+    RecordFile file;
+    if (::lstat(path.c_str(), &file.st) != 0) {
+        if (errno == ENOENT) return std::optional<RecordFile>();
+        return unexpected_errno("stat " + path);
+    }
+    if (S_ISLNK(file.st.st_mode)) {
+        file.unreadable = "is a symbolic link";
+        return std::optional<RecordFile>(std::move(file));
+    }
+    if (!S_ISREG(file.st.st_mode)) {
+        file.unreadable = "is not a regular file";
+        return std::optional<RecordFile>(std::move(file));
+    }
+    // O_NONBLOCK: a FIFO swapped in after the lstat must not hang us.
+    UniqueFd fd(::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC | O_NOCTTY));
+    struct stat opened {};
+    if (!fd || ::fstat(fd.get(), &opened) != 0) {
+        if (errno == ENOENT) return std::optional<RecordFile>();
+        file.unreadable = std::string("cannot be read (") + std::strerror(errno) + ")";
+        return std::optional<RecordFile>(std::move(file));
+    }
+    // What callers judge (owner, links, age) must be what we read.
+    if (!same_file(opened, file.st)) {
+        file.replaced = true;
+        file.unreadable = "changed while it was read";
+        return std::optional<RecordFile>(std::move(file));
+    }
+    char buf[record_limit];
+    auto n = pread_full(fd.get(), buf, sizeof buf, 0, path);
+    if (!n) {
+        file.unreadable = "cannot be read (" + n.error().message() + ")";
+        return std::optional<RecordFile>(std::move(file));
+    }
+    file.record = parse_lock_record(std::string_view(buf, *n));
+    return std::optional<RecordFile>(std::move(file));
+}
 
 std::optional<LockRecord> parse_lock_record(std::string_view text) {
     LockRecord record;

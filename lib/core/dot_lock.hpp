@@ -23,6 +23,7 @@
 // namespace; mailboxes shared over NFS or between containers must not rely on it.
 #pragma once
 
+#include <sys/stat.h>
 #include <sys/types.h>
 
 #include <chrono>
@@ -54,6 +55,19 @@ struct LockRecord {
 };
 std::optional<LockRecord> parse_lock_record(std::string_view text);
 std::string format_lock_record(const LockRecord& record);
+
+// A record file (a dotlock, or mbox repair's sidecar) as found beside a mailbox in a
+// folder others may write: the name is never followed if it is a symlink, a FIFO never
+// blocks the read, and st describes the very file whose bytes were read.
+struct RecordFile {
+    struct stat st {};                  // lstat of the name: owner, links, age, kind
+    std::optional<LockRecord> record;   // when a regular file was read and parsed
+    std::string unreadable;             // why nothing was read ("is a symbolic link"...)
+    bool replaced = false;              // another file took the name while we read
+};
+// Nothing when the name does not exist (or vanished before it could be read); an
+// error only when it cannot even be looked at (lstat fails otherwise).
+Result<std::optional<RecordFile>> read_record_file(const std::string& path);
 
 // True when kill(pid, 0) says ESRCH, or the process is a zombie (killed, never reaped);
 // EPERM means alive under another uid.

@@ -5,7 +5,6 @@
 #include <unistd.h>
 
 #include <cerrno>
-#include <cstring>
 #include <string_view>
 
 #include <fmt/format.h>
@@ -102,41 +101,16 @@ RecordVerdict judge_record(const FoundRecord& found, const struct stat& mailbox,
 std::optional<FoundRecord> read_append_record(const std::string& sidecar_path) {
     FoundRecord found;
     found.path = sidecar_path;
-    struct stat st {};
-    if (::lstat(sidecar_path.c_str(), &st) != 0) {
-        if (errno == ENOENT) return std::nullopt;
-        found.unreadable = fmt::format("cannot be examined ({})", std::strerror(errno));
+    auto file = core::read_record_file(sidecar_path);
+    if (!file) {
+        found.unreadable = "cannot be examined (" + file.error().message() + ")";
         return found;
     }
-    found.owner = st.st_uid;
-    found.links = st.st_nlink;
-    if (S_ISLNK(st.st_mode)) {
-        found.unreadable = "is a symbolic link";
-        return found;
-    }
-    if (!S_ISREG(st.st_mode)) {
-        found.unreadable = "is not a regular file";
-        return found;
-    }
-    core::UniqueFd fd(::open(sidecar_path.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC | O_NOCTTY));
-    struct stat opened {};
-    if (!fd || ::fstat(fd.get(), &opened) != 0) {
-        if (errno == ENOENT) return std::nullopt;
-        found.unreadable = fmt::format("cannot be read ({})", std::strerror(errno));
-        return found;
-    }
-    // What we judge (owner, links) must be what we read: the file may have been swapped.
-    if (opened.st_dev != st.st_dev || opened.st_ino != st.st_ino) {
-        found.unreadable = "changed while it was read";
-        return found;
-    }
-    char buf[128];
-    auto n = core::pread_full(fd.get(), buf, sizeof buf, 0, sidecar_path);
-    if (!n) {
-        found.unreadable = "cannot be read (" + n.error().message() + ")";
-        return found;
-    }
-    found.record = core::parse_lock_record(std::string_view(buf, *n));
+    if (!*file) return std::nullopt;
+    found.owner = (*file)->st.st_uid;
+    found.links = (*file)->st.st_nlink;
+    found.record = (*file)->record;
+    found.unreadable = (*file)->unreadable;
     return found;
 }
 
