@@ -179,17 +179,24 @@ std::string Spool::entry_path(QueueFolder folder, std::string_view id) const {
     return fmt::format("{}/{}/{}", dir_, folder_name(folder), id);
 }
 
-core::Result<DirStream> Spool::open_scan(QueueFolder folder) const {
-    // A description of its own: readdir moves the offset, which a dup would share.
-    int own = ::openat(folder_fd(folder), ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (own < 0) return core::unexpected_errno("open " + folder_path(folder));
+namespace {
+// A listing of the folder behind folder_fd. A description of its own: readdir moves
+// the offset, which a dup would share with every other user of the folder's fd.
+core::Result<DirStream> open_listing(int folder_fd, const std::string& path) {
+    int own = ::openat(folder_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (own < 0) return core::unexpected_errno("open " + path);
     DIR* dir = ::fdopendir(own);
     if (!dir) {
-        auto error = core::unexpected_errno("open " + folder_path(folder));
+        auto error = core::unexpected_errno("open " + path);
         ::close(own);
         return error;
     }
     return DirStream(dir, ::closedir);
+}
+}  // namespace
+
+core::Result<DirStream> Spool::open_scan(QueueFolder folder) const {
+    return open_listing(folder_fd(folder), folder_path(folder));
 }
 
 core::Result<void> Spool::for_each_entry(QueueFolder folder,
@@ -231,15 +238,9 @@ core::Result<std::string> Spool::quarantine(std::string_view id, QueueFolder fro
 }
 
 void Spool::sweep_tmp(std::time_t now, std::time_t max_age) const {
-    // A description of its own: readdir moves the offset, which a dup would share.
-    int own = ::openat(tmp_fd_.get(), ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (own < 0) return;
-    DIR* dir = ::fdopendir(own);
-    if (!dir) {
-        ::close(own);
-        return;
-    }
-    DirStream closer(dir, ::closedir);
+    auto listing = open_listing(tmp_fd_.get(), tmp_dir());
+    if (!listing) return;
+    DIR* dir = listing->get();
     while (struct dirent* entry = ::readdir(dir)) {
         if (!is_valid_queue_id(entry->d_name)) continue;
         struct stat st {};
