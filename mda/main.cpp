@@ -43,7 +43,7 @@
 #include "core/process_signals.hpp"
 #include "core/users.hpp"
 #include "mail/address.hpp"
-#include "mail/local_delivery.hpp"
+#include "delivery/local_delivery.hpp"
 #include "mail/message.hpp"
 
 namespace core = mailroom::core;

@@ -15,7 +15,7 @@
 
 #include <chrono>
 
-#include "mail/queue_runner.hpp"
+#include "queue/queue_runner.hpp"
 
 namespace mailroom::mta {
 

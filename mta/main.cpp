@@ -40,7 +40,7 @@
 #include "core/unique_fd.hpp"
 #include "core/users.hpp"
 #include "daemon.hpp"
-#include "mail/queue_runner.hpp"
+#include "queue/queue_runner.hpp"
 
 namespace core = mailroom::core;
 namespace mail = mailroom::mail;

@@ -44,8 +44,8 @@
 #include "core/process_signals.hpp"
 #include "core/users.hpp"
 #include "mail/address.hpp"
-#include "mail/queue_runner.hpp"
-#include "mail/queue_submission.hpp"
+#include "queue/queue_runner.hpp"
+#include "queue/queue_submission.hpp"
 #include "mail/sendmail_options.hpp"
 #include "sibling_exec.hpp"
 

@@ -41,11 +41,11 @@
 #include "core/log.hpp"
 #include "core/process_signals.hpp"
 #include "core/users.hpp"
-#include "mail/queue_admin.hpp"
-#include "mail/queue_listing.hpp"
-#include "mail/queue_runner.hpp"
-#include "mail/route_trace.hpp"
-#include "mail/spool_check.hpp"
+#include "queue/queue_admin.hpp"
+#include "queue/queue_listing.hpp"
+#include "queue/queue_runner.hpp"
+#include "queue/route_trace.hpp"
+#include "queue/spool_check.hpp"
 
 namespace core = mailroom::core;
 namespace mail = mailroom::mail;
@@ -190,7 +190,7 @@ int check(const core::Config& config) {
     return mail::check_exit_code(findings);
 }
 
-// Alias, :include: and .forward steps come with the aliases issue (lib/mail/route_trace.hpp).
+// Alias, :include: and .forward steps come with the aliases issue (lib/queue/route_trace.hpp).
 int trace(const core::Config& config, const std::vector<std::string>& addresses) {
     if (addresses.empty()) return fail(EX_USAGE, std::string("trace needs addresses (") + usage_line + ")");
     auto settings = mail::QueueSettings::from_config(config);

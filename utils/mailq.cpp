@@ -34,7 +34,7 @@
 #include "core/io.hpp"
 #include "core/process_signals.hpp"
 #include "core/log.hpp"
-#include "mail/queue_listing.hpp"
+#include "queue/queue_listing.hpp"
 
 namespace core = mailroom::core;
 namespace mail = mailroom::mail;

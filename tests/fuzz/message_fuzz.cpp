@@ -9,7 +9,7 @@
 #include <string>
 #include <string_view>
 
-#include "mail/mbox_writer.hpp"
+#include "delivery/mbox_writer.hpp"
 #include "mail/message.hpp"
 
 using namespace mailroom::mail;

@@ -6,7 +6,7 @@
 #include <cstdlib>
 #include <string_view>
 
-#include "mail/queue_entry.hpp"
+#include "queue/queue_entry.hpp"
 
 using namespace mailroom::mail;
 

@@ -1,7 +1,7 @@
 """Helpers shared by the queue runner's integration tests (test_queue_*.py).
 
 They read the spool and the mailboxes the way an administrator would: the
-queue entry as the text docs/spool.md describes (lib/mail/queue_entry.hpp),
+queue entry as the text docs/spool.md describes (lib/queue/queue_entry.hpp),
 mailboxes with Python's mailbox module, the log as lines. Nothing here knows
 how mailroom works inside beyond those formats.
 """

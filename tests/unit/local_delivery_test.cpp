@@ -1,6 +1,6 @@
 #include <catch2/catch.hpp>
 
-#include "mail/local_delivery.hpp"
+#include "delivery/local_delivery.hpp"
 
 using namespace mailroom::mail;
 using mailroom::core::UserInfo;

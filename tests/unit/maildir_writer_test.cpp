@@ -12,7 +12,7 @@
 #include <string>
 #include <vector>
 
-#include "mail/maildir_writer.hpp"
+#include "delivery/maildir_writer.hpp"
 #include "support/test_support.hpp"
 
 using mailroom::mail::DeliveryInfo;

@@ -13,8 +13,8 @@
 #include <string>
 #include <vector>
 
-#include "mail/mbox_repair.hpp"
-#include "mail/mbox_writer.hpp"
+#include "delivery/mbox_repair.hpp"
+#include "delivery/mbox_writer.hpp"
 #include "support/test_support.hpp"
 #include "unit/mbox_test_support.hpp"
 

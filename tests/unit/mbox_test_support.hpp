@@ -12,7 +12,7 @@
 #include <string>
 #include <string_view>
 
-#include "mail/mailbox_writer.hpp"
+#include "delivery/mailbox_writer.hpp"
 #include "mail/message.hpp"
 
 namespace mbox_test {

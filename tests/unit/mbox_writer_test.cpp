@@ -6,7 +6,7 @@
 #include <filesystem>
 #include <string>
 
-#include "mail/mbox_writer.hpp"
+#include "delivery/mbox_writer.hpp"
 #include "support/test_support.hpp"
 #include "unit/mbox_test_support.hpp"
 

@@ -1,6 +1,6 @@
 // Queue administration (mailctl hold/release/delete/requeue) and mailq's walk of
 // the spool: SPEC section 1, docs/mailq.md.
-#include "mail/queue_admin.hpp"
+#include "queue/queue_admin.hpp"
 
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -10,7 +10,7 @@
 #include <chrono>
 #include <string>
 
-#include "mail/queue_listing.hpp"
+#include "queue/queue_listing.hpp"
 #include "support/test_support.hpp"
 
 using namespace mailroom;

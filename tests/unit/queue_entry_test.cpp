@@ -1,6 +1,6 @@
 // Queue IDs and the queue entry format (docs/spool.md).
-#include "mail/queue_entry.hpp"
-#include "mail/queue_id.hpp"
+#include "queue/queue_entry.hpp"
+#include "queue/queue_id.hpp"
 
 #include <algorithm>
 #include <catch2/catch.hpp>

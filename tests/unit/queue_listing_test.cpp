@@ -1,6 +1,6 @@
 // Queue listing: mailq's Postfix layout and its JSON lines, against golden text
 // (SPEC section 1, docs/mailq.md).
-#include "mail/queue_listing.hpp"
+#include "queue/queue_listing.hpp"
 
 #include <stdlib.h>
 

@@ -1,5 +1,5 @@
 // Queue policy: routing, retry schedule, expiry (SPEC sections 2 and 4).
-#include "mail/queue_policy.hpp"
+#include "queue/queue_policy.hpp"
 
 #include <catch2/catch.hpp>
 

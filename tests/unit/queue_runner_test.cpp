@@ -1,5 +1,5 @@
 // Queue runner: one attempt at one queued message (SPEC sections 3, 4, 8, 9).
-#include "mail/queue_runner.hpp"
+#include "queue/queue_runner.hpp"
 
 #include <sys/stat.h>
 #include <unistd.h>

@@ -1,6 +1,6 @@
 // submit_message: stdin through the SubmissionFilter into a committed queue entry,
 // with the envelope sendmail gives it (SPEC 1, "sendmail").
-#include "mail/queue_submission.hpp"
+#include "queue/queue_submission.hpp"
 
 #include <unistd.h>
 

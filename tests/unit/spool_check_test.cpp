@@ -1,6 +1,6 @@
 // mailctl check (spool owners, modes, links, aliases database) and mailctl trace:
 // SPEC sections 1 and 3, docs/spool.md, docs/mailq.md.
-#include "mail/spool_check.hpp"
+#include "queue/spool_check.hpp"
 
 #include <sys/stat.h>
 #include <sys/time.h>
@@ -9,8 +9,8 @@
 #include <catch2/catch.hpp>
 #include <string>
 
-#include "mail/route_trace.hpp"
-#include "mail/spool.hpp"
+#include "queue/route_trace.hpp"
+#include "queue/spool.hpp"
 #include "support/test_support.hpp"
 
 using namespace mailroom;

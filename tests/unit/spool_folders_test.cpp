@@ -7,7 +7,7 @@
 #include <catch2/catch.hpp>
 #include <string>
 
-#include "mail/spool.hpp"
+#include "queue/spool.hpp"
 #include "support/test_support.hpp"
 
 using namespace mailroom::mail;

@@ -1,5 +1,5 @@
 // Spool: atomic submission, per-message locks, state appends, scans (docs/spool.md).
-#include "mail/spool.hpp"
+#include "queue/spool.hpp"
 
 #include <fcntl.h>
 #include <sys/stat.h>

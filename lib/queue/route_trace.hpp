@@ -17,7 +17,7 @@
 #include <vector>
 
 #include "core/users.hpp"
-#include "mail/queue_policy.hpp"
+#include "queue/queue_policy.hpp"
 
 namespace mailroom::mail {
 

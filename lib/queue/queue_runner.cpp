@@ -1,4 +1,4 @@
-#include "mail/queue_runner.hpp"
+#include "queue/queue_runner.hpp"
 
 #include <sys/time.h>
 #include <sysexits.h>

@@ -1,4 +1,4 @@
-#include "mail/queue_entry.hpp"
+#include "queue/queue_entry.hpp"
 
 #include <fmt/format.h>
 

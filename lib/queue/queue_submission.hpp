@@ -13,7 +13,7 @@
 #include <vector>
 
 #include "core/result.hpp"
-#include "mail/spool.hpp"
+#include "queue/spool.hpp"
 #include "mail/submission.hpp"
 
 namespace mailroom::mail {

@@ -1,11 +1,11 @@
-#include "mail/route_trace.hpp"
+#include "queue/route_trace.hpp"
 
 #include <fmt/format.h>
 
 #include "core/sysexits.hpp"
 #include "mail/address.hpp"
-#include "mail/local_delivery.hpp"
-#include "mail/queue_listing.hpp"
+#include "delivery/local_delivery.hpp"
+#include "queue/queue_listing.hpp"
 
 namespace mailroom::mail {
 

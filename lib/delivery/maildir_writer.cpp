@@ -1,4 +1,4 @@
-#include "mail/maildir_writer.hpp"
+#include "delivery/maildir_writer.hpp"
 
 #include <dirent.h>
 #include <fcntl.h>

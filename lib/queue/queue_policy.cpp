@@ -1,4 +1,4 @@
-#include "mail/queue_policy.hpp"
+#include "queue/queue_policy.hpp"
 
 #include <algorithm>
 

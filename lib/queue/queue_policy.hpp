@@ -11,7 +11,7 @@
 #include <vector>
 
 #include "core/config.hpp"
-#include "mail/local_delivery.hpp"
+#include "delivery/local_delivery.hpp"
 #include "mail/status.hpp"
 
 namespace mailroom::mail {

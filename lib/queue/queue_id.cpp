@@ -1,4 +1,4 @@
-#include "mail/queue_id.hpp"
+#include "queue/queue_id.hpp"
 
 #include <sys/time.h>
 #include <unistd.h>

@@ -17,7 +17,7 @@
 #include <vector>
 
 #include "core/log.hpp"
-#include "mail/spool.hpp"
+#include "queue/spool.hpp"
 
 namespace mailroom::mail {
 

@@ -1,4 +1,4 @@
-#include "mail/mbox_writer.hpp"
+#include "delivery/mbox_writer.hpp"
 
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -16,7 +16,7 @@
 #include "core/file_lock.hpp"
 #include "core/io.hpp"
 #include "core/unique_fd.hpp"
-#include "mail/mbox_repair.hpp"
+#include "delivery/mbox_repair.hpp"
 
 namespace mailroom::mail {
 

@@ -1,4 +1,4 @@
-#include "mail/spool.hpp"
+#include "queue/spool.hpp"
 
 #include <dirent.h>
 #include <fcntl.h>

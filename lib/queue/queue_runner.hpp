@@ -20,8 +20,8 @@
 
 #include "core/log.hpp"
 #include "core/users.hpp"
-#include "mail/queue_policy.hpp"
-#include "mail/spool.hpp"
+#include "queue/queue_policy.hpp"
+#include "queue/spool.hpp"
 
 namespace mailroom::mail {
 

@@ -1,4 +1,4 @@
-#include "mail/local_delivery.hpp"
+#include "delivery/local_delivery.hpp"
 
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -12,8 +12,8 @@
 #include "core/privilege.hpp"
 #include "core/unique_fd.hpp"
 #include "mail/address.hpp"
-#include "mail/maildir_writer.hpp"
-#include "mail/mbox_writer.hpp"
+#include "delivery/maildir_writer.hpp"
+#include "delivery/mbox_writer.hpp"
 
 namespace mailroom::mail {
 

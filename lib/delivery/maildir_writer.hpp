@@ -14,7 +14,7 @@
 #include <string>
 #include <string_view>
 
-#include "mail/mailbox_writer.hpp"
+#include "delivery/mailbox_writer.hpp"
 
 namespace mailroom::mail {
 

@@ -31,7 +31,7 @@
 #include <string_view>
 #include <vector>
 
-#include "mail/spool.hpp"
+#include "queue/spool.hpp"
 
 namespace mailroom::mail {
 

@@ -1,4 +1,4 @@
-#include "mail/mbox_repair.hpp"
+#include "delivery/mbox_repair.hpp"
 
 #include <fcntl.h>
 #include <sys/stat.h>

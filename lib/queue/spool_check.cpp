@@ -1,4 +1,4 @@
-#include "mail/spool_check.hpp"
+#include "queue/spool_check.hpp"
 
 #include <dirent.h>
 #include <fcntl.h>
@@ -14,7 +14,7 @@
 
 #include "core/io.hpp"
 #include "core/sysexits.hpp"
-#include "mail/queue_id.hpp"
+#include "queue/queue_id.hpp"
 
 namespace mailroom::mail {
 

@@ -31,8 +31,8 @@
 #include "core/result.hpp"
 #include "core/unique_fd.hpp"
 #include "mail/message.hpp"
-#include "mail/queue_entry.hpp"
-#include "mail/queue_id.hpp"
+#include "queue/queue_entry.hpp"
+#include "queue/queue_id.hpp"
 
 namespace mailroom::mail {
 

@@ -1,4 +1,4 @@
-#include "mail/queue_submission.hpp"
+#include "queue/queue_submission.hpp"
 
 #include <sys/time.h>
 

@@ -1,4 +1,4 @@
-#include "mail/queue_listing.hpp"
+#include "queue/queue_listing.hpp"
 
 #include <fmt/format.h>
 

@@ -1,4 +1,4 @@
-#include "mail/mailbox_writer.hpp"
+#include "delivery/mailbox_writer.hpp"
 
 namespace mailroom::mail {
 

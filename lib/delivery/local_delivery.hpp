@@ -14,7 +14,7 @@
 
 #include "core/config.hpp"
 #include "core/users.hpp"
-#include "mail/mailbox_writer.hpp"
+#include "delivery/mailbox_writer.hpp"
 #include "mail/message.hpp"
 #include "mail/status.hpp"
 

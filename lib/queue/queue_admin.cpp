@@ -1,4 +1,4 @@
-#include "mail/queue_admin.hpp"
+#include "queue/queue_admin.hpp"
 
 #include <unistd.h>
 
