@@ -73,13 +73,13 @@ private:
             if (::fstatat(::dirfd(scan_.get()), entry->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0) continue;
             // The mtime of an entry is when it is next due (docs/spool.md). Anything but
             // a file under a queue ID is due at once: the worker quarantines it.
-            if (S_ISREG(st.st_mode) && st.st_mtime > ::time(nullptr)) continue;
+            if (S_ISREG(st.st_mode) && st.st_mtime > context_.clock->now()) continue;
             start_worker(entry->d_name);
         }
     }
 
     void begin_scan() {
-        context_.spool.sweep_tmp(::time(nullptr), 86400);
+        context_.spool.sweep_tmp(context_.clock->now(), 86400);
         auto dir = context_.spool.open_scan(mail::QueueFolder::queue);
         if (!dir) {
             context_.logs.qmgr.error(fmt::format("cannot scan the queue: {}", dir.error().message()));
@@ -229,7 +229,7 @@ int run_queue_daemon(const mail::RunnerContext& context, const DaemonSettings& s
     core::UniqueFd trigger_fd(tfd);
     // Load the name service modules and the time zone once, here: every worker is a
     // fork of this process and would otherwise load them again for each message.
-    if (auto root = context.users.find("root"); root && *root) (void)core::supplementary_groups(**root);
+    if (auto root = context.users->find("root"); root && *root) (void)core::supplementary_groups(**root);
     ::tzset();
     context.logs.qmgr.info(fmt::format("daemon started -- version {}, spool {}", MAILROOM_VERSION, context.spool.dir()));
     Daemon daemon(context, settings, old_mask);

@@ -111,11 +111,6 @@ std::optional<int> parse_options(int argc, char** argv, Options& options) {
     return std::nullopt;
 }
 
-core::Logger open_log(const std::string& role, const std::string& destination) {
-    auto opened = core::Logger::open(role, destination);
-    return opened ? std::move(*opened) : core::Logger::to_stderr(role);
-}
-
 int run(const Options& options) {
     auto source = core::Config::choose_source(options.config_file);
     if (!source) return fail(EX_NOPERM, source.error().message());
@@ -133,12 +128,7 @@ int run(const Options& options) {
         int code = spool.error().errno_value() == EPERM ? EX_NOPERM : EX_TEMPFAIL;
         return fail(code, "cannot open the spool (" + spool.error().message() + ")");
     }
-    const std::string& destination = config->str("log");
-    core::Logger qmgr = open_log("qmgr", destination), local = open_log("local", destination),
-                 bounce = open_log("bounce", destination);
-    auto settings = mail::QueueSettings::from_config(*config);
-    core::NssUserDb users;
-    mail::RunnerContext context{*spool, settings, users, {qmgr, local, bounce}};
+    auto context = mail::RunnerContext::from_config(*config, *spool);
 
     if (options.mode == Mode::daemon) {
         // One daemon per spool: a second one would only double the scans.
@@ -164,7 +154,7 @@ int run(const Options& options) {
         }
         return EX_OK;
     }
-    spool->sweep_tmp(::time(nullptr), 86400);
+    spool->sweep_tmp(context.clock->now(), 86400);
     auto summary = mail::run_queue_once(context, true);
     if (!summary) return fail(EX_TEMPFAIL, "cannot scan the queue (" + summary.error().message() + ")");
     return EX_OK;

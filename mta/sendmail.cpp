@@ -162,16 +162,7 @@ int submit(const mail::SendmailOptions& options, const core::ConfigSource& sourc
         return EX_OK;
     }
     // -odi: deliver now, in this process; the message is queued whatever happens.
-    const std::string& destination = config.str("log");
-    auto open_log = [&](const char* role) {
-        auto log = core::Logger::open(role, destination);
-        core::Logger out = log ? std::move(*log) : core::Logger::to_stderr(role);
-        out.echo_to_stderr(options.verbose);
-        return out;
-    };
-    core::Logger qmgr = open_log("qmgr"), local = open_log("local"), bounce = open_log("bounce");
-    auto settings = mail::QueueSettings::from_config(config);
-    mail::RunnerContext context{*spool, settings, users, {qmgr, local, bounce}};
+    auto context = mail::RunnerContext::from_config(config, *spool, options.verbose);
     mail::run_entry_and_notices(context, queued->id, true);
     return EX_OK;
 }

@@ -149,11 +149,8 @@ int flush(const core::Config& config) {
     // No daemon reads the trigger: run the queue once here, as `mta -q` does.
     std::optional<mail::Spool> admin;
     if (auto stop = open_spool_as_admin(config, "flush (no daemon runs)", admin)) return *stop;
-    core::Logger qmgr = open_log("qmgr", config), local = open_log("local", config), bounce = open_log("bounce", config);
-    auto settings = mail::QueueSettings::from_config(config);
-    core::NssUserDb users;
-    mail::RunnerContext context{*admin, settings, users, {qmgr, local, bounce}};
-    admin->sweep_tmp(::time(nullptr), 86400);
+    auto context = mail::RunnerContext::from_config(config, *admin);
+    admin->sweep_tmp(context.clock->now(), 86400);
     auto summary = mail::run_queue_once(context, true);
     if (!summary) return fail(EX_TEMPFAIL, "cannot scan the queue (" + summary.error().message() + ")");
     std::fprintf(stderr, "mailctl: no daemon runs: ran the queue once (%zu message%s tried, %zu finished)\n",

@@ -1,6 +1,5 @@
 #include "queue/queue_runner.hpp"
 
-#include <sys/time.h>
 #include <sysexits.h>
 #include <unistd.h>
 
@@ -11,17 +10,11 @@
 #include <ctime>
 
 #include "mail/address.hpp"
-#include "mail/bounce.hpp"
+#include "queue/notices.hpp"
 
 namespace mailroom::mail {
 
 namespace {
-
-double real_now() {
-    struct timeval tv {};
-    ::gettimeofday(&tv, nullptr);
-    return static_cast<double>(tv.tv_sec) + static_cast<double>(tv.tv_usec) / 1e6;
-}
 
 std::string seconds_text(double seconds) {
     // Postfix's style: "0.21", "0", "300".
@@ -49,10 +42,10 @@ Attempt deliver_one(const RunnerContext& context, const Message& message, const 
     if (route.kind == Route::Kind::remote) {
         return {Attempt::Kind::tried, Status::temp("4.3.5", "remote delivery not configured"), "none"};
     }
-    auto user = context.users.find(route.user);
+    auto user = context.users->find(route.user);
     if (!user) return {Attempt::Kind::tried, Status::temp("4.3.0", "user lookup failed: " + user.error().message())};
     if (!*user) return {Attempt::Kind::tried, Status::perm("5.1.1", "unknown user: \"" + route.user + "\"")};
-    if (::geteuid() != 0 && (*user)->uid != ::geteuid()) {
+    if (!context.rights.may_deliver_as((*user)->uid)) {
         // Only a runner started as root may write another user's mailbox: leave the
         // recipient untouched (no attempt counted) for the daemon.
         return {Attempt::Kind::skipped, Status::temp("4.3.0", "delivery to " + route.user + " needs a runner started as root")};
@@ -81,168 +74,50 @@ StateRecord record_for(size_t index, const Status& status, std::time_t now, std:
     return record;
 }
 
-bool is_postmaster(const std::string& address) {
-    return iequals_ascii(std::string_view(address).substr(0, address.rfind('@')), "postmaster");
-}
-
-// Queues a notice about `indexes` of the entry; returns its queue ID.
-core::Result<std::string> queue_notice(const RunnerContext& context, const LockedEntry& entry, const Message& message,
-                                       NoticeKind kind, const std::vector<size_t>& indexes, const std::string& to,
-                                       std::time_t now) {
-    const auto& envelope = entry.envelope();
-    auto writer = QueueWriter::begin(context.spool);
-    if (!writer) return core::unexpected(writer.error());
-    NoticeRequest request;
-    request.kind = kind;
-    request.reporting_host = context.settings.myhostname;
-    request.queue_id = entry.id();
-    request.original_sender = to;
-    request.notice_queue_id = writer->id();
-    request.arrival = envelope.arrival();
-    request.now = now;
-    request.retry_until = envelope.arrival() + static_cast<std::time_t>(context.settings.maximal_queue_lifetime.count());
-    if (envelope.sender.empty()) {
-        request.postmaster_note = "This report goes to the postmaster because the message had no sender to return it to.";
-    }
-    for (size_t index : indexes) {
-        const auto& state = entry.state().recipients[index];
-        Status status = kind == NoticeKind::failure
-                            ? Status::perm(state.code[0] == '5' ? state.code : "5.0.0", state.text)
-                            : Status::temp(state.code[0] == '4' ? state.code : "4.0.0", state.text);
-        ReportedRecipient recipient{envelope.recipients[index], "", status, "", state.last_try};
-        request.recipients.push_back(std::move(recipient));
-    }
-    auto notice = compose_notice(request, message);
-    if (!notice) return core::unexpected(notice.error());
-    if (auto r = writer->write(*notice); !r) return core::unexpected(r.error());
-    Envelope notice_envelope;
-    notice_envelope.sender = "";  // SPEC 8: notices have the null sender, so they never bounce back
-    notice_envelope.recipients = {to};
-    notice_envelope.submitter_uid = ::geteuid();
-    notice_envelope.arrival_micros = static_cast<uint64_t>(real_now() * 1e6);
-    if (auto r = writer->commit(notice_envelope); !r) return core::unexpected(r.error());
-    return writer->id();
-}
-
-// Failure notice for every failed recipient not yet reported: to the sender, to
-// postmaster when the sender is null, to nobody when that was postmaster already.
-void report_failures(const RunnerContext& context, LockedEntry& entry, const Message& message, std::time_t now,
-                     EntryRun& run) {
-    std::vector<size_t> failed;
-    const auto& recipients = entry.state().recipients;
-    for (size_t i = 0; i < recipients.size(); ++i) {
-        if (recipients[i].phase == RecipientPhase::failed && !recipients[i].notified) failed.push_back(i);
-    }
-    if (failed.empty()) return;
-    const auto& envelope = entry.envelope();
-    StateRecord notified;
-    notified.kind = StateRecord::Kind::notified;
-    notified.indexes = failed;
-    notified.time = now;
-    bool to_postmaster = envelope.sender.empty();
-    bool drop = to_postmaster && std::all_of(failed.begin(), failed.end(), [&](size_t i) {
-                    return is_postmaster(envelope.recipients[i]);
-                });
-    if (drop) {
-        notified.notice_id = "-";
-        context.logs.bounce.warning(fmt::format("{}: postmaster non-delivery notification dropped: the notice itself "
-                                                "was undeliverable", entry.id()));
-    } else {
-        std::string to = to_postmaster ? "postmaster@" + context.settings.myhostname : envelope.sender;
-        auto notice = queue_notice(context, entry, message, NoticeKind::failure, failed, to, now);
-        if (!notice) {
-            context.logs.bounce.error(fmt::format("{}: cannot queue the non-delivery notification: {}", entry.id(),
-                                                  notice.error().message()));
-            return;  // tried again on the next run: the recipients stay unreported
-        }
-        notified.notice_id = *notice;
-        run.notices.push_back(*notice);
-        context.logs.bounce.info(fmt::format("{}: {} non-delivery notification: {}", entry.id(),
-                                             to_postmaster ? "postmaster" : "sender", *notice));
-    }
-    if (auto r = entry.append({notified}); !r) {
-        context.logs.qmgr.error(fmt::format("{}: cannot record the notification: {}", entry.id(), r.error().message()));
-    }
-}
-
-void warn_of_delay(const RunnerContext& context, LockedEntry& entry, const Message& message, std::time_t now,
-                   EntryRun& run) {
-    const auto& envelope = entry.envelope();
-    if (entry.state().warned || envelope.sender.empty() || !delay_warning_due(envelope.arrival(), now, context.settings)) {
-        return;
-    }
-    std::vector<size_t> deferred;
-    const auto& recipients = entry.state().recipients;
-    for (size_t i = 0; i < recipients.size(); ++i) {
-        if (recipients[i].phase == RecipientPhase::deferred) deferred.push_back(i);
-    }
-    if (deferred.empty()) return;
-    auto notice = queue_notice(context, entry, message, NoticeKind::delay, deferred, envelope.sender, now);
-    if (!notice) {
-        context.logs.bounce.error(fmt::format("{}: cannot queue the delay notification: {}", entry.id(),
-                                              notice.error().message()));
-        return;
-    }
-    run.notices.push_back(*notice);
-    context.logs.bounce.info(fmt::format("{}: sender delay notification: {}", entry.id(), *notice));
-    StateRecord warned;
-    warned.kind = StateRecord::Kind::warned;
-    warned.time = now;
-    warned.notice_id = *notice;
-    if (auto r = entry.append({warned}); !r) {
-        context.logs.qmgr.error(fmt::format("{}: cannot record the delay notification: {}", entry.id(), r.error().message()));
-    }
-}
-
-}  // namespace
-
-EntryRun run_entry(const RunnerContext& context, std::string_view id, std::time_t now, bool force) {
-    EntryRun run;
+// Locks the entry for this run; on any other answer says so in `run` (and moves a
+// corrupt entry to quarantine/ once, so it is reported once, not at every run).
+std::optional<LockedEntry> lock_for_run(const RunnerContext& context, std::string_view id, EntryRun& run) {
     const auto& logs = context.logs;
     auto attempt = LockedEntry::lock(context.spool, QueueFolder::queue, id);
     if (!attempt) {
         if (attempt.error().code.value() == EBADMSG) {
-            // A corrupt entry, or something else planted under a queue ID: moved out of
-            // queue/ once, so it is reported once, not at every run.
             auto moved = context.spool.quarantine(id, QueueFolder::queue);
             std::string note = !moved       ? " (and it could not be moved: " + moved.error().message() + ")"
                                : *moved != id ? " (as quarantine/" + *moved + ")"
                                               : "";
             logs.qmgr.warning(fmt::format("{}: quarantined: {}{}", id, attempt.error().context, note));
             run.outcome = moved ? EntryRun::Outcome::quarantined : EntryRun::Outcome::failed;
-            return run;
+            return std::nullopt;
         }
         logs.qmgr.error(fmt::format("{}: {}", id, attempt.error().message()));
         run.outcome = EntryRun::Outcome::failed;
         run.exit_code = EX_TEMPFAIL;
-        return run;
+        return std::nullopt;
     }
     if (attempt->outcome != LockAttempt::Outcome::locked) {
         run.outcome = attempt->outcome == LockAttempt::Outcome::busy ? EntryRun::Outcome::busy : EntryRun::Outcome::gone;
-        return run;
+        return std::nullopt;
     }
-    LockedEntry& entry = *attempt->entry;
+    return std::move(*attempt->entry);
+}
+
+// Tries each due recipient and records its outcome before the next one is tried.
+// False when an outcome could not be recorded: the run stops there.
+bool deliver_due(const RunnerContext& context, LockedEntry& entry, const Message& message, std::time_t now,
+                 bool force, EntryRun& run) {
+    const auto& logs = context.logs;
     const Envelope& envelope = entry.envelope();
-    auto message = entry.message();
-    if (!message) {
-        logs.qmgr.error(fmt::format("{}: cannot read the message: {}", id, message.error().message()));
-        run.outcome = EntryRun::Outcome::failed;
-        run.exit_code = EX_TEMPFAIL;
-        return run;
-    }
-    logs.qmgr.info(fmt::format("{}: from=<{}>, size={}, nrcpt={} (queue active)", id, envelope.sender,
-                               entry.message_size(), envelope.recipients.size()));
     double arrival = static_cast<double>(envelope.arrival_micros) / 1e6;
     bool expired_logged = false;
     for (size_t i = 0; i < envelope.recipients.size(); ++i) {
         const RecipientState& state = entry.state().recipients[i];
         if (state.phase == RecipientPhase::delivered || state.phase == RecipientPhase::failed) continue;
         if (!force && state.phase == RecipientPhase::deferred && state.next_try > now) continue;
-        double started = real_now();
-        Attempt result = deliver_one(context, *message, envelope, envelope.recipients[i]);
-        double finished = real_now();
+        double started = context.clock->now_seconds();
+        Attempt result = deliver_one(context, message, envelope, envelope.recipients[i]);
+        double finished = context.clock->now_seconds();
         if (result.kind == Attempt::Kind::skipped) {
-            logs.qmgr.info(fmt::format("{}: to=<{}>: left for the daemon: {}", id, envelope.recipients[i],
+            logs.qmgr.info(fmt::format("{}: to=<{}>: left for the daemon: {}", entry.id(), envelope.recipients[i],
                                        result.status.text()));
             run.exit_code = EX_TEMPFAIL;
             continue;
@@ -251,7 +126,8 @@ EntryRun run_entry(const RunnerContext& context, std::string_view id, std::time_
         if (status.is_temporary() && is_expired(envelope.arrival(), now, context.settings)) {
             status = Status::perm("5.4.7", "delivery time expired; last error: " + status.code() + " " + status.text());
             if (!expired_logged) {
-                logs.qmgr.info(fmt::format("{}: from=<{}>, status=expired, returned to sender", id, envelope.sender));
+                logs.qmgr.info(fmt::format("{}: from=<{}>, status=expired, returned to sender", entry.id(),
+                                           envelope.sender));
                 expired_logged = true;
             }
         }
@@ -260,42 +136,70 @@ EntryRun run_entry(const RunnerContext& context, std::string_view id, std::time_
         // crash, only this one recipient can be delivered twice.
         auto appended = entry.append({record});
         const core::Logger& log = result.relay == "local" ? logs.local : logs.qmgr;
-        log.info(fmt::format("{}: to=<{}>, relay={}, delay={}, delays={}/0/0/{}, {}", id, envelope.recipients[i],
-                             result.relay, seconds_text(finished - arrival), seconds_text(started - arrival),
-                             seconds_text(finished - started), status.to_log()));
+        log.info(fmt::format("{}: to=<{}>, relay={}, delay={}, delays={}/0/0/{}, {}", entry.id(),
+                             envelope.recipients[i], result.relay, seconds_text(finished - arrival),
+                             seconds_text(started - arrival), seconds_text(finished - started), status.to_log()));
         run.exit_code = worst_exit_code(run.exit_code, status.to_sysexit());
         if (!appended) {
-            logs.qmgr.error(fmt::format("{}: cannot record the outcome for <{}>: {}", id, envelope.recipients[i],
-                                        appended.error().message()));
+            logs.qmgr.error(fmt::format("{}: cannot record the outcome for <{}>: {}", entry.id(),
+                                        envelope.recipients[i], appended.error().message()));
             run.outcome = EntryRun::Outcome::failed;
-            return run;
+            return false;
         }
     }
-    report_failures(context, entry, *message, now, run);
-    warn_of_delay(context, entry, *message, now, run);
+    return true;
+}
+
+// Removes the entry when every recipient is done, else makes it due at the
+// earliest next try.
+void finish(const RunnerContext& context, LockedEntry& entry, std::time_t now, EntryRun& run) {
+    const auto& logs = context.logs;
     if (entry.state().all_done()) {
         if (auto r = entry.remove(); !r) {
-            logs.qmgr.error(fmt::format("{}: {}", id, r.error().message()));
+            logs.qmgr.error(fmt::format("{}: {}", entry.id(), r.error().message()));
             run.outcome = EntryRun::Outcome::failed;
-            return run;
+            return;
         }
-        logs.qmgr.info(fmt::format("{}: removed", id));
+        logs.qmgr.info(fmt::format("{}: removed", entry.id()));
         run.outcome = EntryRun::Outcome::finished;
-        return run;
+        return;
     }
     std::time_t due = entry.state().next_try();
     if (auto r = entry.set_due(due ? due : now); !r) {
-        logs.qmgr.warning(fmt::format("{}: {}", id, r.error().message()));
+        logs.qmgr.warning(fmt::format("{}: {}", entry.id(), r.error().message()));
     }
     run.outcome = EntryRun::Outcome::waiting;
+}
+
+}  // namespace
+
+EntryRun run_entry(const RunnerContext& context, std::string_view id, bool force) {
+    EntryRun run;
+    auto entry = lock_for_run(context, id, run);
+    if (!entry) return run;
+    auto message = entry->message();
+    if (!message) {
+        context.logs.qmgr.error(fmt::format("{}: cannot read the message: {}", id, message.error().message()));
+        run.outcome = EntryRun::Outcome::failed;
+        run.exit_code = EX_TEMPFAIL;
+        return run;
+    }
+    const Envelope& envelope = entry->envelope();
+    context.logs.qmgr.info(fmt::format("{}: from=<{}>, size={}, nrcpt={} (queue active)", id, envelope.sender,
+                                       entry->message_size(), envelope.recipients.size()));
+    std::time_t now = context.clock->now();
+    if (!deliver_due(context, *entry, *message, now, force, run)) return run;
+    report_failures(context, *entry, *message, now, run.notices);
+    warn_of_delay(context, *entry, *message, now, run.notices);
+    finish(context, *entry, now, run);
     return run;
 }
 
 EntryRun run_entry_and_notices(const RunnerContext& context, std::string_view id, bool force) {
-    EntryRun run = run_entry(context, id, std::time(nullptr), force);
+    EntryRun run = run_entry(context, id, force);
     std::vector<std::string> pending = run.notices;
     for (size_t i = 0; i < pending.size() && i < 64; ++i) {
-        EntryRun notice = run_entry(context, pending[i], std::time(nullptr), true);
+        EntryRun notice = run_entry(context, pending[i], true);
         pending.insert(pending.end(), notice.notices.begin(), notice.notices.end());
     }
     return run;

@@ -1,10 +1,11 @@
 // Queue runner: one delivery attempt of one queued message, the unit of work of
 // `mta -q`, `mta -q -I`, the daemon's workers and `sendmail -odi`.
 //
-// It locks the entry (skipping it when another runner has it), tries each
-// recipient that is due, records every outcome in the entry before the next
-// step, queues the failure notice (or the one delay notice) for the sender, and
-// removes the entry once every recipient is done. A recipient is done when
+// One run goes in phases: lock the entry (skipping it when another runner has
+// it); deliver each recipient that is due, recording every outcome in the entry
+// before the next step; queue the failure notice (or the one delay notice) for
+// the sender (notices.hpp); then remove the entry once every recipient is done,
+// or make it due at its earliest next try. A recipient is done when
 // delivered, or failed and its sender told (or nobody to tell).
 // Invariants: no recipient is tried without the entry's lock; an outcome is on
 // disk before the next recipient is tried; a message with the null sender never
@@ -18,26 +19,9 @@
 #include <string_view>
 #include <vector>
 
-#include "core/log.hpp"
-#include "core/users.hpp"
-#include "queue/queue_policy.hpp"
-#include "queue/spool.hpp"
+#include "queue/runner_context.hpp"
 
 namespace mailroom::mail {
-
-// One Logger per Postfix role the runner speaks as (SPEC section 9).
-struct RunnerLogs {
-    const core::Logger& qmgr;
-    const core::Logger& local;
-    const core::Logger& bounce;
-};
-
-struct RunnerContext {
-    const Spool& spool;
-    const QueueSettings& settings;
-    const core::UserDb& users;
-    RunnerLogs logs;
-};
 
 struct EntryRun {
     enum class Outcome {
@@ -54,7 +38,8 @@ struct EntryRun {
 };
 
 // force: try every undone recipient, due or not (mta -q, -I, sendmail -odi).
-EntryRun run_entry(const RunnerContext& context, std::string_view id, std::time_t now, bool force);
+// The time is the context's clock.
+EntryRun run_entry(const RunnerContext& context, std::string_view id, bool force);
 
 // The entry, then at once the notices its run queued (and theirs: at most two
 // levels, as a notice's own failure goes to postmaster and no further).

@@ -2,6 +2,7 @@
 #include "queue/queue_runner.hpp"
 
 #include <sys/stat.h>
+#include <sysexits.h>
 #include <unistd.h>
 
 #include <catch2/catch.hpp>
@@ -32,12 +33,11 @@ public:
 struct Harness {
     TempDir tmp;
     std::vector<std::string> qmgr_lines, local_lines, bounce_lines;
-    core::Logger qmgr = core::Logger::capture("qmgr", &qmgr_lines);
-    core::Logger local = core::Logger::capture("local", &local_lines);
-    core::Logger bounce = core::Logger::capture("bounce", &bounce_lines);
     Spool spool = std::move(*Spool::open(tmp.path + "/spool"));
     QueueSettings settings;
-    OwnAccounts users;
+    std::shared_ptr<OwnAccounts> users = std::make_shared<OwnAccounts>();
+    std::shared_ptr<core::FixedClock> clock = std::make_shared<core::FixedClock>(::time(nullptr));
+    DeliveryRights rights = DeliveryRights::of_this_process();
 
     Harness() {
         settings.myhostname = "host.example";
@@ -47,7 +47,16 @@ struct Harness {
         settings.local.hostname = "host.example";
         settings.local.locks.timeout = std::chrono::milliseconds(500);
     }
-    RunnerContext context() { return RunnerContext{spool, settings, users, {qmgr, local, bounce}}; }
+    RunnerContext context() {
+        RunnerLogs logs{core::Logger::capture("qmgr", &qmgr_lines), core::Logger::capture("local", &local_lines),
+                        core::Logger::capture("bounce", &bounce_lines)};
+        return RunnerContext{spool, settings, users, std::move(logs), clock, rights};
+    }
+    // One run of the entry with the clock at `now`.
+    EntryRun run_at(const std::string& id, std::time_t now, bool force) {
+        clock->set(now);
+        return run_entry(context(), id, force);
+    }
 
     std::string submit(std::string sender, std::vector<std::string> recipients, std::time_t arrival = ::time(nullptr)) {
         auto writer = QueueWriter::begin(spool);
@@ -80,7 +89,7 @@ bool any_line_contains(const std::vector<std::string>& lines, const std::string&
 TEST_CASE("Local recipients go to their mailboxes, then the entry is removed, each step logged", "[runner]") {
     Harness h;
     auto id = h.submit("alice@host.example", {"bob@host.example", "carol+news@HOST.example", "dave"});
-    auto run = run_entry(h.context(), id, ::time(nullptr), false);
+    auto run = h.run_at(id, ::time(nullptr), false);
     CHECK(run.outcome == EntryRun::Outcome::finished);
     CHECK(h.queued().empty());
     CHECK_THAT(h.mailbox("bob"), Catch::Contains("Delivered-To: bob@host.example\n"));
@@ -104,7 +113,7 @@ TEST_CASE("A delivery that first cuts a torn mailbox tail says so in its log lin
                              std::to_string(st.st_ino) + "\n");
     spit(path, "From alice@host.example Thu Mar  5 07:08:09 2026\nReturn-Path: <ali", true);
     auto id = h.submit("alice@host.example", {"bob@host.example"});
-    CHECK(run_entry(h.context(), id, ::time(nullptr), false).outcome == EntryRun::Outcome::finished);
+    CHECK(h.run_at(id, ::time(nullptr), false).outcome == EntryRun::Outcome::finished);
     CHECK_THAT(h.mailbox("bob"), Catch::StartsWith("From alice@host.example "));
     CHECK_THAT(h.mailbox("bob"), !Catch::Contains("Return-Path: <ali\n"));
     CHECK(any_line_contains(h.local_lines, "status=sent (delivered to mailbox (first cut 66 bytes left by an "
@@ -114,7 +123,7 @@ TEST_CASE("A delivery that first cuts a torn mailbox tail says so in its log lin
 TEST_CASE("Unknown user: bounce 5.1.1, one RFC 3464 notice queued to the sender with the null sender", "[runner]") {
     Harness h;
     auto id = h.submit("alice@host.example", {"nobody-here@host.example", "bob@host.example"});
-    auto run = run_entry(h.context(), id, ::time(nullptr), false);
+    auto run = h.run_at(id, ::time(nullptr), false);
     CHECK(run.outcome == EntryRun::Outcome::finished);
     REQUIRE(run.notices.size() == 1);
     CHECK(any_line_contains(h.local_lines, "to=<nobody-here@host.example>, relay=local"));
@@ -126,7 +135,7 @@ TEST_CASE("Unknown user: bounce 5.1.1, one RFC 3464 notice queued to the sender 
     CHECK(notice->envelope.recipients == std::vector<std::string>{"alice@host.example"});
 
     // Delivering the notice puts a multipart/report into alice's mailbox.
-    auto notice_run = run_entry(h.context(), run.notices[0], ::time(nullptr), false);
+    auto notice_run = h.run_at(run.notices[0], ::time(nullptr), false);
     CHECK(notice_run.outcome == EntryRun::Outcome::finished);
     CHECK_THAT(h.mailbox("alice"), Catch::Contains("report-type=delivery-status"));
     CHECK_THAT(h.mailbox("alice"), Catch::Contains("Final-Recipient: rfc822; nobody-here@host.example"));
@@ -137,7 +146,7 @@ TEST_CASE("A deferred recipient waits for its next try, with the reason kept; re
     Harness h;
     auto id = h.submit("alice@host.example", {"x@far.example"});
     std::time_t now = ::time(nullptr);
-    auto run = run_entry(h.context(), id, now, false);
+    auto run = h.run_at(id, now, false);
     CHECK(run.outcome == EntryRun::Outcome::waiting);
     auto seen = read_entry(h.spool, QueueFolder::queue, id);
     REQUIRE(seen);
@@ -152,9 +161,9 @@ TEST_CASE("A deferred recipient waits for its next try, with the reason kept; re
 
     // Not due yet: a scheduled run leaves it alone; mta -q (force) tries it again.
     h.qmgr_lines.clear();
-    run_entry(h.context(), id, now + 10, false);
+    h.run_at(id, now + 10, false);
     CHECK_FALSE(any_line_contains(h.qmgr_lines, "status=deferred"));
-    run_entry(h.context(), id, now + 10, true);
+    h.run_at(id, now + 10, true);
     seen = read_entry(h.spool, QueueFolder::queue, id);
     REQUIRE(seen);
     CHECK(seen->state.recipients[0].attempts == 2);
@@ -165,7 +174,7 @@ TEST_CASE("Past maximal_queue_lifetime a deferred recipient bounces with 5.4.7",
     Harness h;
     std::time_t now = ::time(nullptr);
     auto id = h.submit("alice@host.example", {"x@far.example"}, now - 6 * 86400);
-    auto run = run_entry(h.context(), id, now, false);
+    auto run = h.run_at(id, now, false);
     CHECK(run.outcome == EntryRun::Outcome::finished);
     REQUIRE(run.notices.size() == 1);
     CHECK(any_line_contains(h.qmgr_lines, id + ": from=<alice@host.example>, status=expired, returned to sender"));
@@ -176,11 +185,11 @@ TEST_CASE("One delay notice after delay_warning_time, never two", "[runner]") {
     Harness h;
     std::time_t now = ::time(nullptr);
     auto id = h.submit("alice@host.example", {"x@far.example"}, now - 5 * 3600);
-    auto first = run_entry(h.context(), id, now, true);
+    auto first = h.run_at(id, now, true);
     CHECK(first.outcome == EntryRun::Outcome::waiting);
     REQUIRE(first.notices.size() == 1);
     CHECK(any_line_contains(h.bounce_lines, id + ": sender delay notification: " + first.notices[0]));
-    auto second = run_entry(h.context(), id, now + 1, true);
+    auto second = h.run_at(id, now + 1, true);
     CHECK(second.notices.empty());
 }
 
@@ -233,8 +242,31 @@ TEST_CASE("A folder under a queue ID is quarantined once with one warning, then 
 TEST_CASE("A bad recipient address in an entry bounces with 5.1.3 instead of stopping the entry", "[runner]") {
     Harness h;
     auto id = h.submit("alice@host.example", {"bad address@@x", "bob"});
-    auto run = run_entry(h.context(), id, ::time(nullptr), false);
+    auto run = h.run_at(id, ::time(nullptr), false);
     CHECK(run.outcome == EntryRun::Outcome::finished);
     CHECK(any_line_contains(h.qmgr_lines, "dsn=5.1.3, status=bounced"));
     CHECK_THAT(h.mailbox("bob"), Catch::Contains("hello"));
+}
+
+TEST_CASE("A runner that may not act as a recipient's user leaves it untouched for a runner with more rights",
+          "[runner]") {
+    Harness h;
+    // Every account is the test's own uid; this runner may deliver only as another one.
+    h.rights = DeliveryRights::only_as(::geteuid() + 4242);
+    auto id = h.submit("alice@host.example", {"bob@host.example"});
+    auto run = h.run_at(id, ::time(nullptr), false);
+    CHECK(run.outcome == EntryRun::Outcome::waiting);
+    CHECK(run.exit_code == EX_TEMPFAIL);
+    CHECK(any_line_contains(h.qmgr_lines, "to=<bob@host.example>: left for the daemon"));
+    auto seen = read_entry(h.spool, QueueFolder::queue, id);
+    REQUIRE(seen);
+    CHECK(seen->state.recipients[0].phase == RecipientPhase::pending);
+    CHECK(seen->state.recipients[0].attempts == 0);  // no attempt counted
+    CHECK(::access((h.tmp.path + "/bob").c_str(), F_OK) != 0);
+
+    h.rights = DeliveryRights::root();
+    if (::geteuid() == 0) {
+        CHECK(h.run_at(id, ::time(nullptr), false).outcome == EntryRun::Outcome::finished);
+        CHECK_THAT(h.mailbox("bob"), Catch::Contains("Delivered-To: bob@host.example\n"));
+    }
 }

@@ -1,0 +1,45 @@
+// Everything a queue runner works with, built once: the spool, the settings from
+// the configuration, the account database, the three log roles, the clock and
+// the rights of this process. `mta -q`, `mta -d`, `sendmail -odi` and
+// `mailctl flush` all get theirs from `from_config`, so they cannot drift apart;
+// tests build one by hand with fakes (a FixedClock, a fake UserDb, captured logs).
+// Must never: hold a mutable global, or decide rights from anything but `rights`.
+#pragma once
+
+#include <memory>
+
+#include "core/clock.hpp"
+#include "core/config.hpp"
+#include "core/log.hpp"
+#include "core/users.hpp"
+#include "delivery/delivery_rights.hpp"
+#include "queue/queue_policy.hpp"
+#include "queue/spool.hpp"
+
+namespace mailroom::mail {
+
+// One Logger per Postfix role the runner speaks as (SPEC section 9).
+struct RunnerLogs {
+    core::Logger qmgr;
+    core::Logger local;
+    core::Logger bounce;
+
+    // The `log` destination of the configuration; a log that cannot be opened
+    // falls back to stderr rather than stopping delivery. echo: also on stderr (-v).
+    static RunnerLogs open(const std::string& destination, bool echo_to_stderr = false);
+};
+
+struct RunnerContext {
+    const Spool& spool;
+    QueueSettings settings;
+    std::shared_ptr<const core::UserDb> users;
+    RunnerLogs logs;
+    std::shared_ptr<const core::Clock> clock;
+    DeliveryRights rights;
+
+    // The real thing: settings and logs from `config`, accounts through NSS, the
+    // system clock, this process's rights.
+    static RunnerContext from_config(const core::Config& config, const Spool& spool, bool echo_to_stderr = false);
+};
+
+}  // namespace mailroom::mail
