@@ -2,25 +2,14 @@
 
 #include <algorithm>
 
-#include "mail/address.hpp"
-
 namespace mailroom::mail {
-
-namespace {
-
-std::string lowercase(std::string_view text) {
-    std::string out(text);
-    for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-    return out;
-}
-
-}  // namespace
 
 QueueSettings QueueSettings::from_config(const core::Config& config) {
     QueueSettings settings;
-    settings.myhostname = config.str("myhostname");
-    for (const auto& domain : config.list("mydestination")) settings.mydestination.push_back(lowercase(domain));
-    settings.recipient_delimiter = config.str("recipient_delimiter");
+    auto routing = RoutingSettings::from_config(config);
+    settings.myhostname = routing.myhostname;
+    settings.mydestination = routing.mydestination;
+    settings.recipient_delimiter = routing.recipient_delimiter;
     settings.minimal_backoff = config.duration("minimal_backoff_time");
     settings.maximal_backoff = config.duration("maximal_backoff_time");
     settings.maximal_queue_lifetime = config.duration("maximal_queue_lifetime");
@@ -30,27 +19,7 @@ QueueSettings QueueSettings::from_config(const core::Config& config) {
 }
 
 Route route_recipient(std::string_view recipient, const QueueSettings& settings) {
-    Route route;
-    auto address = Address::parse(recipient, ParseMode::bare);
-    if (!address) {
-        route.invalid = bad_address_status(address.error());
-        return route;
-    }
-    std::string domain = address->lowercase_domain();
-    bool local = domain.empty() || std::find(settings.mydestination.begin(), settings.mydestination.end(), domain) !=
-                                       settings.mydestination.end();
-    if (!local) {
-        route.kind = Route::Kind::remote;
-        route.address = address->str();
-        return route;
-    }
-    auto parts = split_extension(address->local_part(), settings.recipient_delimiter);
-    route.kind = Route::Kind::local;
-    // Account names are looked up in lower case, as Postfix's local does.
-    route.user = lowercase(parts.user);
-    route.extension = parts.extension;
-    route.address = Address::quote_local(address->local_part()) + "@" + (domain.empty() ? settings.myhostname : domain);
-    return route;
+    return route_address(recipient, settings.routing());
 }
 
 std::time_t next_retry(std::time_t now, int attempts, const QueueSettings& settings) {

@@ -12,6 +12,7 @@
 
 #include "core/config.hpp"
 #include "delivery/local_delivery.hpp"
+#include "delivery/routing.hpp"
 #include "mail/status.hpp"
 
 namespace mailroom::mail {
@@ -27,15 +28,7 @@ struct QueueSettings {
     LocalDeliverySettings local;
 
     static QueueSettings from_config(const core::Config& config);
-};
-
-struct Route {
-    enum class Kind { local, remote, invalid };
-    Kind kind = Kind::invalid;
-    std::string user;       // local: the account name (extension removed, lowercase)
-    std::string extension;  // local: what followed the recipient_delimiter
-    std::string address;    // local: user+ext@domain as Delivered-To shows it; remote: the address
-    Status invalid{Status::perm("5.1.3", "bad address syntax")};
+    RoutingSettings routing() const { return {myhostname, mydestination, recipient_delimiter}; }
 };
 
 // Local: no domain, or a domain in mydestination (case-insensitive).
