@@ -3,6 +3,7 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <fmt/format.h>
 
@@ -14,6 +15,7 @@
 
 #include "core/io.hpp"
 #include "core/sysexits.hpp"
+#include "delivery/alias_db.hpp"
 #include "queue/queue_id.hpp"
 
 namespace mailroom::mail {
@@ -145,10 +147,6 @@ void check_daemon_lock(const std::string& path, uid_t owner, std::vector<CheckFi
     }
 }
 
-bool older(const struct timespec& a, const struct timespec& b) {
-    return a.tv_sec < b.tv_sec || (a.tv_sec == b.tv_sec && a.tv_nsec < b.tv_nsec);
-}
-
 }  // namespace
 
 std::vector<CheckFinding> check_spool(const std::string& spool_dir) {
@@ -178,28 +176,26 @@ std::vector<CheckFinding> check_spool(const std::string& spool_dir) {
 
 std::vector<CheckFinding> check_aliases(const std::string& aliases_path) {
     std::vector<CheckFinding> out;
-    std::string database = aliases_path + ".cdb";
-    struct stat source {}, compiled {};
-    bool have_source = ::stat(aliases_path.c_str(), &source) == 0;
-    int source_errno = errno;
-    bool have_database = ::stat(database.c_str(), &compiled) == 0;
-    int database_errno = errno;
-    if (!have_source && source_errno != ENOENT) {
-        add(out, Severity::warning, Area::config, fmt::format("cannot check {} ({})", aliases_path, std::strerror(source_errno)));
-        return out;
-    }
-    if (!have_database && database_errno != ENOENT) {
-        add(out, Severity::warning, Area::config, fmt::format("cannot check {} ({})", database, std::strerror(database_errno)));
-        return out;
-    }
-    if (have_source && !have_database) {
+    // The same comparison the runner logs (delivery/alias_db.hpp), worded for mailctl.
+    auto f = check_alias_db_freshness(aliases_path);
+    using State = AliasDbFreshness::State;
+    switch (f.state) {
+    case State::fresh: break;
+    case State::cannot_check:
+        add(out, Severity::warning, Area::config, "cannot check the aliases database: " + f.warning());
+        break;
+    case State::db_missing:
         add(out, Severity::warning, Area::config,
-            fmt::format("aliases database {} is missing: run newaliases to use {}", database, aliases_path));
-    } else if (have_source && older(compiled.st_mtim, source.st_mtim)) {
+            fmt::format("aliases database {} is missing: run newaliases to use {}", f.db_path, aliases_path));
+        break;
+    case State::db_older:
         add(out, Severity::error, Area::config,
-            fmt::format("aliases database {} is older than {}: run newaliases", database, aliases_path));
-    } else if (!have_source && have_database) {
-        add(out, Severity::warning, Area::config, fmt::format("{} exists but {} does not", database, aliases_path));
+            fmt::format("aliases database {} is older than {}: run newaliases", f.db_path, aliases_path));
+        break;
+    case State::source_missing:
+        if (::access(f.db_path.c_str(), F_OK) == 0)
+            add(out, Severity::warning, Area::config, fmt::format("{} exists but {} does not", f.db_path, aliases_path));
+        break;
     }
     return out;
 }
