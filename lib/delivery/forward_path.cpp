@@ -64,6 +64,9 @@ Expansion expand_item(std::string_view item, const ForwardPathSettings& settings
         std::string_view name = item.substr(start, end - start);
         pos = braced ? end + 1 : end;
         if (name == "home") {
+            // An empty home would turn "$home/.forward" into "/.forward".
+            if (user.home.empty() || user.home.front() != '/')
+                return skip(Why::not_absolute, "the home folder " + quoted(user.home) + " is not an absolute path");
             out += user.home;
         } else if (name == "user") {
             out += user.name;
