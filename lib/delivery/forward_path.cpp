@@ -108,6 +108,9 @@ std::string unsafe_extension_reason(std::string_view extension) {
 ForwardPaths expand_forward_path(const ForwardPathSettings& settings, const core::UserInfo& user,
                                  std::string_view extension) {
     ForwardPaths result;
+    // No delimiter, no extension: the configuration has already put the (empty)
+    // delimiter into the items, so "$home/.forward${extension}" must not see one.
+    if (settings.recipient_delimiter.empty()) extension = {};
     for (const auto& item : settings.items) {
         Expansion e = expand_item(item, settings, user, extension);
         if (e.why) {

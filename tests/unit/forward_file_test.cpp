@@ -158,6 +158,22 @@ TEST_CASE("forward_path: the default tries $home/.forward+ext before $home/.forw
     CHECK(paths.skipped.empty());
 }
 
+TEST_CASE("forward_path: the configured default and recipient_delimiter come from mailroom.conf", "[forward]") {
+    UserInfo bob{"bob", 1001, 1001, "/home/bob", "/bin/sh", ""};
+    auto defaults = ForwardPathSettings::from_config(mailroom::core::Config::defaults());
+    CHECK(expand_forward_path(defaults, bob, "ext").paths ==
+          std::vector<std::string>{"/home/bob/.forward+ext", "/home/bob/.forward"});
+    auto dash = mailroom::core::Config::parse("recipient_delimiter = -\n", "main.conf");
+    REQUIRE(dash);
+    CHECK(expand_forward_path(ForwardPathSettings::from_config(*dash), bob, "ext").paths ==
+          std::vector<std::string>{"/home/bob/.forward-ext", "/home/bob/.forward"});
+    auto off = mailroom::core::Config::parse("recipient_delimiter =\n", "main.conf");
+    REQUIRE(off);
+    // The item became "$home/.forward${extension}": it must not give ".forwardext".
+    CHECK(expand_forward_path(ForwardPathSettings::from_config(*off), bob, "ext").paths ==
+          std::vector<std::string>{"/home/bob/.forward"});
+}
+
 TEST_CASE("forward_path: an item that uses the extension is skipped when the address has none", "[forward]") {
     UserInfo bob{"bob", 1001, 1001, "/home/bob", "/bin/sh", ""};
     auto paths = expand_forward_path(ForwardPathSettings{}, bob, "");
@@ -473,6 +489,32 @@ TEST_CASE(".forward: a file holding a NUL byte is refused", "[forward]") {
     CHECK(r.kind == Kind::refused);
     CHECK(r.reason == "holds a NUL byte (line 2)");
     CHECK(r.lines.empty());
+}
+
+TEST_CASE(".forward: a home its user may not search is refused with the reason", "[forward]") {
+    if (!running_as_root("to give the home to another uid")) return;
+    Home home;
+    home.write(".forward", "alice\n");
+    REQUIRE(::chown(home.path.c_str(), other_uid, test_gid) == 0);
+    REQUIRE(::chmod(home.path.c_str(), 0700) == 0);
+    auto r = read_dot_forward(home);
+    CHECK(r.kind == Kind::refused);
+    CHECK(r.reason == "folder " + home.path + " cannot be searched: Permission denied");
+}
+
+TEST_CASE(".forward: a home that is a symbolic link is judged as the folder it leads to", "[forward]") {
+    Home home;
+    home.write(".forward", "alice\n");
+    UserInfo linked = home.user;
+    linked.home = home.tmp.path + "/link";
+    REQUIRE(::symlink(home.path.c_str(), linked.home.c_str()) == 0);
+    auto r = ForwardFile::read(linked, {linked.home + "/.forward"});
+    REQUIRE(r.kind == Kind::used);
+    CHECK(r.shown_path == "~" + linked.name + "/.forward");
+    REQUIRE(::chmod(home.path.c_str(), 01777) == 0);  // the folder that holds the file
+    auto refused = ForwardFile::read(linked, {linked.home + "/.forward"});
+    CHECK(refused.kind == Kind::refused);
+    CHECK(refused.reason == "in a world-writable folder " + linked.home);
 }
 
 TEST_CASE(".forward: a file the user may not read is refused with the reason", "[forward]") {
