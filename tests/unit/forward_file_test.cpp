@@ -2,6 +2,7 @@
 // docs/forward.md). Cases that need another uid run only as root and say so otherwise.
 #include <fcntl.h>
 #include <linux/capability.h>
+#include <sys/inotify.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -132,6 +133,21 @@ std::string kind_and_reason(const ForwardResult& r) {
     const char* names[] = {"none", "used", "refused", "temporary"};
     return std::string(names[static_cast<int>(r.kind)]) + "|" + r.reason;
 }
+
+// Watches a file for being opened: opened() is true once anything opened it since.
+struct OpenWatch {
+    int fd = -1;
+    explicit OpenWatch(const std::string& path) {
+        fd = ::inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+        REQUIRE(fd >= 0);
+        REQUIRE(::inotify_add_watch(fd, path.c_str(), IN_OPEN | IN_ACCESS) >= 0);
+    }
+    ~OpenWatch() { ::close(fd); }
+    bool opened() const {
+        alignas(inotify_event) char buf[4096];
+        return ::read(fd, buf, sizeof buf) > 0;
+    }
+};
 
 // Root without CAP_DAC_OVERRIDE and CAP_DAC_READ_SEARCH, as root is on a root-squashed
 // NFS mount: it may switch ids (CAP_SETUID, CAP_SETGID stay) but reads only what
@@ -395,7 +411,9 @@ TEST_CASE(".forward: a symbolic link is refused and the file it points to is not
     Home home;
     std::string target = home.write("real-forward", "secret@example.org\n");
     REQUIRE(::symlink(target.c_str(), home.file(".forward").c_str()) == 0);
+    OpenWatch watch(target);
     auto r = read_dot_forward(home);
+    CHECK_FALSE(watch.opened());
     CHECK(r.kind == Kind::refused);
     CHECK(r.reason == "a symbolic link");
     CHECK(r.lines.empty());
@@ -451,9 +469,11 @@ TEST_CASE(".forward: a FIFO is refused without blocking", "[forward]") {
     Home home;
     REQUIRE(::mkfifo(home.file(".forward").c_str(), 0644) == 0);
     if (::geteuid() == 0) REQUIRE(::chown(home.file(".forward").c_str(), home.user.uid, home.user.gid) == 0);
+    OpenWatch watch(home.file(".forward"));
     auto start = std::chrono::steady_clock::now();
     std::string outcome = in_child([&] { return kind_and_reason(read_dot_forward(home)); }, 5);
     CHECK(outcome == "refused|a FIFO");
+    CHECK_FALSE(watch.opened());  // never even opened
     CHECK(seconds_since(start) < 4.0);
 }
 
