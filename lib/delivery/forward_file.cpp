@@ -90,7 +90,8 @@ Probe probe_path(const std::string& path, size_t max_size) {
     // act on open; a FIFO is harmless with O_NONBLOCK, but there is no need).
     if (::fstatat(folder.get(), name.c_str(), &probe.file_st, AT_SYMLINK_NOFOLLOW) != 0) {
         if (is_missing(errno)) return probe;
-        return failed(std::move(probe), errno, "cannot be examined");
+        // EACCES here: the folder may be entered but not searched by the user.
+        return failed(std::move(probe), errno, "folder " + shown(probe.folder) + " cannot be searched");
     }
     probe.state = Probe::State::exists;
     if (!S_ISREG(probe.file_st.st_mode)) return probe;

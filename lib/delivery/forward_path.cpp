@@ -64,6 +64,9 @@ Expansion expand_item(std::string_view item, const ForwardPathSettings& settings
         std::string_view name = item.substr(start, end - start);
         pos = braced ? end + 1 : end;
         if (name == "home") {
+            // An empty home would turn "$home/.forward" into "/.forward".
+            if (user.home.empty() || user.home.front() != '/')
+                return skip(Why::not_absolute, "the home folder " + quoted(user.home) + " is not an absolute path");
             out += user.home;
         } else if (name == "user") {
             out += user.name;
@@ -105,6 +108,9 @@ std::string unsafe_extension_reason(std::string_view extension) {
 ForwardPaths expand_forward_path(const ForwardPathSettings& settings, const core::UserInfo& user,
                                  std::string_view extension) {
     ForwardPaths result;
+    // No delimiter, no extension: the configuration has already put the (empty)
+    // delimiter into the items, so "$home/.forward${extension}" must not see one.
+    if (settings.recipient_delimiter.empty()) extension = {};
     for (const auto& item : settings.items) {
         Expansion e = expand_item(item, settings, user, extension);
         if (e.why) {

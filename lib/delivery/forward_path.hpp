@@ -55,7 +55,8 @@ struct ForwardPaths {
 };
 
 // The paths to try for `user` whose address carried `extension` ("" for none: bob,
-// or bob+ with nothing after the delimiter).
+// or bob+ with nothing after the delimiter). With an empty recipient_delimiter the
+// extension is ignored: extensions are off.
 ForwardPaths expand_forward_path(const ForwardPathSettings& settings, const core::UserInfo& user,
                                  std::string_view extension);
 
