@@ -60,7 +60,7 @@ int retry_eintr(Call&& call) {
 Probe probe_path(const std::string& path, size_t max_size) {
     Probe probe;
     size_t slash = path.rfind('/');
-    if (slash == std::string::npos) {
+    if (path.empty() || path.front() != '/') {  // never relative to wherever we are
         probe.state = Probe::State::refused;
         probe.reason = "not an absolute path";
         return probe;
