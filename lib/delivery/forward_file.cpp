@@ -60,7 +60,7 @@ int retry_eintr(Call&& call) {
 Probe probe_path(const std::string& path, size_t max_size) {
     Probe probe;
     size_t slash = path.rfind('/');
-    if (slash == std::string::npos) {
+    if (path.empty() || path.front() != '/') {  // never relative to wherever we are
         probe.state = Probe::State::refused;
         probe.reason = "not an absolute path";
         return probe;
@@ -193,7 +193,7 @@ ForwardResult judge(const core::UserInfo& user, const std::string& path, Probe p
         const GroupDb& groups = options.groups ? *options.groups : nss;
         auto is_private = is_private_group(user, st.st_gid, groups);
         if (!is_private)
-            return decided(Kind::temporary, path, user, "group-writable, and " + is_private.error().message());
+            return decided(Kind::temporary, path, user, "group-writable, and " + shown(is_private.error().message()));
         if (!*is_private)
             return decided(Kind::refused, path, user,
                            "group-writable (gid " + std::to_string(st.st_gid) + " is not " + shown(user.name) +
@@ -232,11 +232,11 @@ ForwardResult read_paths(const core::UserInfo& user, const std::vector<std::stri
         auto credentials = core::credentials_for(user);
         if (!credentials)
             return decided(Kind::temporary, paths.front(), user,
-                           "cannot list the groups of " + shown(user.name) + ": " + credentials.error().message());
+                           "cannot list the groups of " + shown(user.name) + ": " + shown(credentials.error().message()));
         auto become = core::PrivilegeSwitch::become(*credentials, core::PrivilegeSwitch::Mode::revocable);
         if (!become)
             return decided(Kind::temporary, paths.front(), user,
-                           "cannot take the rights of " + shown(user.name) + ": " + become.error().message());
+                           "cannot take the rights of " + shown(user.name) + ": " + shown(become.error().message()));
         switched.emplace(std::move(*become));
     }
     std::string path;

@@ -47,7 +47,8 @@ struct ForwardResult {
     // Provenance of a line for targets, the log and `mailctl trace`: "~bob/.forward:3".
     std::string where(const ForwardLine& line) const;
     // One line for the log and `mailctl trace`: "~bob/.forward ignored: group-writable",
-    // "~bob/.forward unreadable now: Stale file handle", "~bob/.forward: 3 lines", "no .forward".
+    // "~bob/.forward unreadable now: cannot be read: Stale file handle", "~bob/.forward: 3 lines",
+    // "no .forward".
     std::string describe() const;
 };
 

@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <linux/capability.h>
 #include <sys/inotify.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -597,6 +598,31 @@ TEST_CASE(".forward: extensions ../x and .x never make the reader leave the home
         CHECK(r.skipped[0].why == Why::unsafe_extension);
         CHECK(r.skipped[0].worth_reporting());
     }
+}
+
+TEST_CASE(".forward: a path that is not absolute is refused, never read relative to the current folder", "[forward]") {
+    Home home;
+    home.write(".forward", "alice\n");
+    REQUIRE(::chdir(home.path.c_str()) == 0);
+    auto r = ForwardFile::read(home.user, {".forward"});
+    REQUIRE(::chdir("/") == 0);
+    CHECK(r.kind == Kind::refused);
+    CHECK(r.reason == "not an absolute path");
+}
+
+TEST_CASE(".forward: a temporary failure (no file descriptor left) defers instead of refusing", "[forward]") {
+    Home home;
+    home.write(".forward", "alice\n");
+    std::string outcome = in_child([&]() -> std::string {
+        int lowest_free = ::dup(0);
+        if (lowest_free < 0) return "dup failed";
+        ::close(lowest_free);
+        rlimit limit{static_cast<rlim_t>(lowest_free), static_cast<rlim_t>(lowest_free)};
+        if (::setrlimit(RLIMIT_NOFILE, &limit) != 0) return "setrlimit failed";
+        return kind_and_reason(read_dot_forward(home));
+    });
+    CAPTURE(outcome);
+    CHECK(outcome.rfind("temporary|", 0) == 0);
 }
 
 TEST_CASE("errors that may pass (EIO, ESTALE, ENOMEM) defer; a refusal (EACCES, ELOOP) does not", "[forward]") {
