@@ -24,15 +24,13 @@
 #include <vector>
 
 #include "core/users.hpp"
+#include "delivery/file_probe.hpp"
 #include "delivery/forward_path.hpp"
 #include "delivery/private_group.hpp"
 
 namespace mailroom::mail {
 
-struct ForwardLine {
-    unsigned number = 0;  // 1-based line number in the file
-    std::string text;     // without its newline and a trailing CR; never blank nor a # comment
-};
+using ForwardLine = TextLine;
 
 struct ForwardResult {
     enum class Kind { none, used, refused, temporary };
@@ -67,10 +65,5 @@ public:
     static ForwardResult find(const core::UserInfo& user, std::string_view extension,
                               const ForwardPathSettings& settings, const ForwardReadOptions& options = {});
 };
-
-// The errno values that mean "cannot be read now, try later" (EIO, ESTALE, ENOMEM,
-// ENFILE, EMFILE, EAGAIN, ETIMEDOUT, network errors of a remote home...) rather than
-// "may not be read" (EACCES, ELOOP...): the first defers, the second refuses.
-bool is_temporary_file_error(int err);
 
 }  // namespace mailroom::mail
