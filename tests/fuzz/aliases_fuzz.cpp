@@ -44,7 +44,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         return 0;
     }
     // A rendered entry is one line however many continuation lines it had.
-    mail::AliasesLimits roomy;
+    mail::AliasesOptions roomy;
     roomy.max_line_bytes = roomy.max_entry_bytes * 4;
     auto again = mail::parse_aliases(mail::render_aliases(file->entries), "rendered", roomy);
     if (!again || again->entries.size() != file->entries.size() || !again->warnings.empty()) std::abort();
