@@ -157,3 +157,12 @@ TEST_CASE("aliases: read_aliases_file reports a missing file as an errno error",
     CHECK(f->path == path);
     CHECK(f->entries.size() == 1);
 }
+
+TEST_CASE("aliases: keep_targets = false still checks every target but keeps only the text", "[aliases_file]") {
+    AliasesOptions lean{.keep_targets = false};
+    auto f = parse_ok("a: b, |cmd\n", lean);
+    REQUIRE(f.entries.size() == 1);
+    CHECK(f.entries[0].targets.empty());
+    CHECK(f.entries[0].text == "b, |cmd");
+    CHECK(error_of("a: b@@c\n", lean).rfind("aliases:1: error: bad address", 0) == 0);
+}
