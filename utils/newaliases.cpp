@@ -59,7 +59,9 @@ bool is_missing_input(int err) {
 }
 
 int compile(const std::string& source) {
-    auto file = mail::read_aliases_file(source);
+    mail::AliasesOptions options;
+    options.keep_targets = false;  // the database holds the text; lookups parse it again
+    auto file = mail::read_aliases_file(source, options);
     if (!file) {
         int err = file.error().errno_value();
         if (file.error().code == std::error_code()) {

@@ -1,8 +1,10 @@
 #include "delivery/aliases_file.hpp"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <optional>
 #include <unordered_map>
 
@@ -42,7 +44,7 @@ struct Pending {
 
 class Reader {
 public:
-    Reader(std::string_view text, const std::string& name, const AliasesLimits& limits)
+    Reader(std::string_view text, const std::string& name, const AliasesOptions& limits)
         : s_(text), name_(name), limits_(limits) {}
 
     core::Result<AliasesFile> run() {
@@ -50,6 +52,11 @@ public:
             return core::unexpected_input(
                 fmt::format("{}: error: file is larger than {} bytes", name_, limits_.max_file_bytes));
         file_.path = name_;
+        // One entry per line at most: no rehash or regrowth while reading a big file.
+        std::size_t lines = static_cast<std::size_t>(std::count(s_.begin(), s_.end(), '\n')) + 1;
+        std::size_t expected = std::min(lines, limits_.max_entries);
+        file_.entries.reserve(expected);
+        first_line_.reserve(expected);
         std::optional<Pending> current;
         unsigned line_no = 0;
         std::size_t pos = 0;
@@ -159,13 +166,14 @@ private:
         if (file_.entries.size() >= limits_.max_entries)
             return error(p.line, fmt::format("more than {} aliases", limits_.max_entries));
         file_.entries.push_back(AliasEntry{std::move(p.name), std::move(p.text), TextPosition{p.line, p.column},
-                                           std::move(parsed.targets)});
+                                           limits_.keep_targets ? std::move(parsed.targets)
+                                                                : std::vector<ParsedTarget>{}});
         return {};
     }
 
     std::string_view s_;
     const std::string& name_;
-    const AliasesLimits& limits_;
+    const AliasesOptions& limits_;
     AliasesFile file_;
     std::unordered_map<std::string, unsigned> first_line_;
 };
@@ -178,14 +186,18 @@ bool AliasesFile::needs_postmaster() const {
     return true;
 }
 
-core::Result<AliasesFile> parse_aliases(std::string_view text, const std::string& name, const AliasesLimits& limits) {
+core::Result<AliasesFile> parse_aliases(std::string_view text, const std::string& name, const AliasesOptions& limits) {
     return Reader(text, name, limits).run();
 }
 
-core::Result<AliasesFile> read_aliases_file(const std::string& path, const AliasesLimits& limits) {
+core::Result<AliasesFile> read_aliases_file(const std::string& path, const AliasesOptions& limits) {
     core::UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY));
     if (!fd) return core::unexpected_errno("open " + path);
     std::string text;
+    struct stat st {};
+    // One allocation for a regular file instead of regrowing (and copying) it.
+    if (::fstat(fd.get(), &st) == 0 && S_ISREG(st.st_mode))
+        text.reserve(std::min<std::size_t>(static_cast<std::size_t>(st.st_size), limits.max_file_bytes) + 1);
     char buf[1 << 16];
     for (;;) {
         auto n = core::read_some(fd.get(), buf, sizeof buf, "read " + path);

@@ -34,15 +34,18 @@ struct AliasEntry {
     std::string name;           // lowercase
     std::string text;           // the right-hand side, trimmed; '\n' between continuation lines
     TextPosition at;            // line of the name; column where text starts
-    std::vector<ParsedTarget> targets;
+    std::vector<ParsedTarget> targets;  // empty when read with keep_targets = false
 };
 
-struct AliasesLimits {
+struct AliasesOptions {
     std::size_t max_line_bytes = 64 << 10;     // one physical line
     std::size_t max_entry_bytes = 1 << 20;     // one entry's right-hand side, continuations included
     std::size_t max_entries = 1000000;
     std::size_t max_file_bytes = 256u << 20;
     std::size_t max_name_bytes = 256;
+    // false: targets are checked but not kept (entries' targets stay empty). newaliases
+    // stores the text, so it saves the memory and time of 100,000 target lists.
+    bool keep_targets = true;
 };
 
 struct AliasesFile {
@@ -57,10 +60,10 @@ struct AliasesFile {
 // Parses text; name stands for the file in error and warning lines. An error is an
 // input error whose message() is the whole `NAME:LINE: error: WHAT` line.
 core::Result<AliasesFile> parse_aliases(std::string_view text, const std::string& name,
-                                        const AliasesLimits& limits = {});
+                                        const AliasesOptions& limits = {});
 // Reads and parses path. An I/O failure is an errno error ("open /etc/aliases: ...");
 // bad content an input error as above.
-core::Result<AliasesFile> read_aliases_file(const std::string& path, const AliasesLimits& limits = {});
+core::Result<AliasesFile> read_aliases_file(const std::string& path, const AliasesOptions& limits = {});
 
 // The entries written back as aliases text (one line each, names quoted when
 // needed) that parse_aliases reads as the same names and targets.

@@ -8,7 +8,7 @@
 #include "support/test_support.hpp"
 
 using mailroom::mail::AliasesFile;
-using mailroom::mail::AliasesLimits;
+using mailroom::mail::AliasesOptions;
 using mailroom::mail::parse_aliases;
 using mailroom::mail::read_aliases_file;
 using mailroom::mail::render_aliases;
@@ -16,14 +16,14 @@ using mailroom::mail::TargetKind;
 
 namespace {
 
-AliasesFile parse_ok(std::string_view text, const AliasesLimits& limits = {}) {
+AliasesFile parse_ok(std::string_view text, const AliasesOptions& limits = {}) {
     auto r = parse_aliases(text, "aliases", limits);
     INFO("text: " << text << (r ? "" : " error: " + r.error().message()));
     REQUIRE(r.has_value());
     return std::move(r).value();
 }
 
-std::string error_of(std::string_view text, const AliasesLimits& limits = {}) {
+std::string error_of(std::string_view text, const AliasesOptions& limits = {}) {
     auto r = parse_aliases(text, "aliases", limits);
     INFO("text: " << text);
     REQUIRE_FALSE(r.has_value());
@@ -106,20 +106,20 @@ TEST_CASE("aliases: every syntax error is FILE:LINE: error: WHAT", "[aliases_fil
 
 TEST_CASE("aliases: a line longer than max_line_bytes is refused", "[aliases_file]") {
     CHECK(error_of("a: " + std::string(1 << 20, 'b') + "\n") == "aliases:1: error: line is longer than 65536 bytes");
-    AliasesLimits small{.max_line_bytes = 20};
+    AliasesOptions small{.max_line_bytes = 20};
     CHECK(parse_ok("a: 123456789012345\n", small).entries.size() == 1);
     CHECK(error_of("a: 1234567890123456789\n", small) == "aliases:1: error: line is longer than 20 bytes");
 }
 
 TEST_CASE("aliases: an entry longer than max_entry_bytes is refused", "[aliases_file]") {
-    AliasesLimits small{.max_entry_bytes = 30};
+    AliasesOptions small{.max_entry_bytes = 30};
     CHECK(parse_ok("a: b1, b2, b3,\n  b4, b5\n", small).entries.size() == 1);
     CHECK(error_of("a: b1, b2, b3,\n  b4, b5,\n  b6, b7, b8\n", small) ==
           "aliases:1: error: alias 'a' is longer than 30 bytes");
 }
 
 TEST_CASE("aliases: more than max_entries entries are refused", "[aliases_file]") {
-    AliasesLimits small{.max_entries = 3};
+    AliasesOptions small{.max_entries = 3};
     CHECK(parse_ok("a: x\nb: x\nc: x\n", small).entries.size() == 3);
     CHECK(error_of("a: x\nb: x\nc: x\nd: x\n", small) == "aliases:4: error: more than 3 aliases");
 }
@@ -127,7 +127,7 @@ TEST_CASE("aliases: more than max_entries entries are refused", "[aliases_file]"
 TEST_CASE("aliases: a name longer than max_name_bytes and a file larger than max_file_bytes are refused",
           "[aliases_file]") {
     CHECK(error_of(std::string(257, 'n') + ": x\n") == "aliases:1: error: alias name is longer than 256 bytes");
-    AliasesLimits small{.max_file_bytes = 10};
+    AliasesOptions small{.max_file_bytes = 10};
     CHECK(error_of("a: bbbbbbbbbbbb\n", small) == "aliases: error: file is larger than 10 bytes");
 }
 
@@ -156,4 +156,13 @@ TEST_CASE("aliases: read_aliases_file reports a missing file as an errno error",
     REQUIRE(f.has_value());
     CHECK(f->path == path);
     CHECK(f->entries.size() == 1);
+}
+
+TEST_CASE("aliases: keep_targets = false still checks every target but keeps only the text", "[aliases_file]") {
+    AliasesOptions lean{.keep_targets = false};
+    auto f = parse_ok("a: b, |cmd\n", lean);
+    REQUIRE(f.entries.size() == 1);
+    CHECK(f.entries[0].targets.empty());
+    CHECK(f.entries[0].text == "b, |cmd");
+    CHECK(error_of("a: b@@c\n", lean).rfind("aliases:1: error: bad address", 0) == 0);
 }
