@@ -41,6 +41,8 @@ RunAs run_as(const Leaf& leaf, const core::UserDb& users, const RunAsFacts& fact
             return refused(Status::perm("5.7.1", "a file or command that no aliases, :include: or .forward file named"));
         case Provenance::Kind::forward:
             found = account_named(from.user, users, ".forward owner");
+            // Root's .forward: on behalf of root, so as default_privs (as Postfix does).
+            if (found.user && found.user->uid == 0) found = account_named(settings.default_privs, users, "default_privs");
             break;
         case Provenance::Kind::aliases: {
             auto owner = facts.aliases_owner();

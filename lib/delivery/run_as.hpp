@@ -2,10 +2,10 @@
 // or traced, never read from the spool (SPEC 5, docs/aliases.md):
 //   mailbox                     the account it names
 //   file or command from
-//     a .forward                the user whose .forward it is
+//     a .forward                the user whose .forward it is (default_privs for root's)
 //     the aliases database      its owner; default_privs when that is root
 //     an :include: file         its owner; default_privs when that is root
-// uid 0 never runs a file or command target: a leaf that would is refused (5.7.1),
+// uid 0 never runs a file or command target: a default_privs of root is refused (5.7.1),
 // as is an :include: file that others may now write, or one that is gone.
 // Must never: trust anything of the leaf but the names it carries, or throw.
 #pragma once

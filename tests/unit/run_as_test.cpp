@@ -82,13 +82,16 @@ TEST_CASE("A command from an :include: file runs as its owner; one others may wr
     CHECK(run_as(leaf, users, facts, {}).refused.is_temporary());
 }
 
-TEST_CASE("A command from a .forward runs as its user, and never as root", "[run_as]") {
+TEST_CASE("A command from a .forward runs as its user; from root's as default_privs, and never as root", "[run_as]") {
     Accounts users;
     users.add("bob", 1001);
     users.add("root", 0);
+    users.add("nobody", 65534);
     Facts facts;
     CHECK(run_as(command_from({Provenance::Kind::forward, "/home/bob/.forward", 1, "bob"}), users, facts, {}).user->uid == 1001);
-    auto root = run_as(command_from({Provenance::Kind::forward, "/root/.forward", 1, "root"}), users, facts, {});
+    Leaf roots = command_from({Provenance::Kind::forward, "/root/.forward", 1, "root"});
+    CHECK(run_as(roots, users, facts, {}).user->name == "nobody");
+    auto root = run_as(roots, users, facts, RunAsSettings{"root"});
     CHECK_FALSE(root.user);
     CHECK_THAT(root.refused.text(), Catch::Contains("would run as root"));
     // Nothing but aliases, :include: and .forward names a command.
