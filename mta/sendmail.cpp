@@ -80,7 +80,7 @@ int hand_over(const mail::SendmailOptions& options, const core::ConfigSource& so
     case mail::SendmailMode::run_queue:
         return exec_sibling("mta", with_config({options.queue_interval ? "-d" : "-q"}, source));
     case mail::SendmailMode::verify: {
-        std::vector<std::string> args{"trace"};
+        std::vector<std::string> args{"trace", "--"};
         args.insert(args.end(), options.recipients.begin(), options.recipients.end());
         return exec_sibling("mailctl", with_config(args, source));
     }

@@ -7,7 +7,10 @@
 //   mailctl [-C FILE] requeue ID...|ALL    every deferred recipient due now; wakes the daemon
 //   mailctl [-C FILE] flush                wake the daemon, or run the queue once here
 //   mailctl [-C FILE] check                configuration, spool owners and modes, aliases db
-//   mailctl [-C FILE] trace ADDRESS...     where mail for ADDRESS would go (sendmail -bv)
+//   mailctl [-C FILE] trace [--json] ADDRESS...
+//                                          where mail for ADDRESS would go (sendmail -bv):
+//                                          alias lines, .forward files, each final target
+//                                          and the user it runs as; nothing is delivered
 // An ID "-" reads IDs from standard input (a trailing * or ! as mailq prints is
 // dropped), as postsuper does. Each change is logged as Postfix's postsuper logs it,
 // and a summary goes to stderr ("mailctl: Placed on hold: 2 messages").
@@ -44,7 +47,8 @@
 #include "queue/queue_admin.hpp"
 #include "queue/queue_listing.hpp"
 #include "queue/queue_runner.hpp"
-#include "queue/route_trace.hpp"
+#include "delivery/expansion_sources.hpp"
+#include "delivery/trace.hpp"
 #include "queue/spool_check.hpp"
 
 namespace core = mailroom::core;
@@ -53,7 +57,7 @@ namespace mail = mailroom::mail;
 namespace {
 
 constexpr const char* usage_line =
-    "usage: mailctl [-C FILE] hold|release|delete|requeue ID...|ALL | flush | check | trace ADDRESS...";
+    "usage: mailctl [-C FILE] hold|release|delete|requeue ID...|ALL | flush | check | trace [--json] ADDRESS...";
 
 int fail(int code, const std::string& what) {
     core::report_on_stderr("mailctl", core::Logger::Severity::error, what);
@@ -187,15 +191,27 @@ int check(const core::Config& config) {
     return mail::check_exit_code(findings);
 }
 
-// Alias, :include: and .forward steps come with the aliases issue (lib/queue/route_trace.hpp).
-int trace(const core::Config& config, const std::vector<std::string>& addresses) {
-    if (addresses.empty()) return fail(EX_USAGE, std::string("trace needs addresses (") + usage_line + ")");
-    auto settings = mail::QueueSettings::from_config(config);
-    core::NssUserDb users;
+// The expander's own walk, each leaf resolved as delivery resolves it
+// (lib/delivery/trace.hpp). As root it can read every .forward; as a user it sees
+// what that user may, and says when a step needs more rights.
+int trace(const core::Config& config, std::vector<std::string> args) {
+    bool json = false;
+    if (!args.empty() && args.front() == "--json") {
+        json = true;
+        args.erase(args.begin());
+    }
+    if (!args.empty() && args.front() == "--") args.erase(args.begin());
+    if (args.empty()) return fail(EX_USAGE, std::string("trace needs addresses (") + usage_line + ")");
+    auto users = std::make_shared<core::NssUserDb>();
+    auto environment = mail::ExpansionEnvironment::from_config(config, users);
+    auto local = mail::LocalDeliverySettings::from_config(config);
+    mail::TraceContext context{environment.settings, *environment.sources, *environment.sources, *users, local,
+                               environment.run_as, mail::DeliveryRights::of_this_process()};
     int exit_code = EX_OK;
-    for (const auto& address : addresses) {
-        auto result = mail::trace_address(address, settings, users);
-        for (const auto& line : result.lines) std::printf("%s\n", line.c_str());
+    for (const auto& address : args) {
+        auto result = mail::trace_address(address, context);
+        if (json) std::printf("%s\n", result.json.c_str());
+        else for (const auto& line : result.lines) std::printf("%s\n", line.c_str());
         exit_code = mail::worst_exit_code(exit_code, result.exit_code);
     }
     return exit_code;

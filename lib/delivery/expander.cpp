@@ -87,8 +87,10 @@ void Walker::address(std::string_view text, const Provenance& from, const Branch
     Route route = route_address(text, settings_.routing);
     if (route.kind == Route::Kind::invalid) return error(std::string(text), route.invalid, from, branch, step);
     if (route.kind == Route::Kind::remote) {
+        TraceStep& remote = step.children.emplace_back(
+            TraceStep{"remote address " + core::escape_line(route.address, 1024) + ": domain not in mydestination", {}, {}});
         return leaf(Leaf{LeafKind::remote, route.address, route.address, from, branch.owner},
-                    "remote address " + route.address, step);
+                    "remote " + route.address, remote);
     }
     std::string full = route.extension.empty() ? route.user
                                                : route.user + settings_.routing.recipient_delimiter +
@@ -117,12 +119,16 @@ void Walker::address(std::string_view text, const Provenance& from, const Branch
         if (!found) return defer(Status::temp("4.3.0", "cannot read the aliases database: " + found.error().message()));
         if (*found) return alias(key, **found, route, branch, step);
     }
-    auto account = find_user(route.user, step);
+    std::string shown = "local address " + core::escape_line(route.address, 1024) + ": user " +
+                        core::escape_line(route.user, 256);
+    if (!route.extension.empty()) shown += ", extension " + core::escape_line(route.extension, 256);
+    TraceStep& local = step.children.emplace_back(TraceStep{std::move(shown), {}, {}});
+    auto account = find_user(route.user, local);
     if (stopped()) return;
     if (!account) {
-        return error(route.address, Status::perm("5.1.1", "unknown user: \"" + route.user + "\""), from, branch, step);
+        return error(route.address, Status::perm("5.1.1", "unknown user: \"" + route.user + "\""), from, branch, local);
     }
-    user(*account, route, from, branch, step);
+    user(*account, route, from, branch, local);
 }
 
 std::optional<core::UserInfo> Walker::find_user(const std::string& name, TraceStep& step) {

@@ -54,7 +54,7 @@ IncludedFile read_include_file(const std::string& path, const core::UserInfo* as
     return file;
 }
 
-SystemExpansionSources::SystemExpansionSources(std::string aliases_path, const core::UserDb& users,
+SystemExpansionSources::SystemExpansionSources(std::string aliases_path, std::shared_ptr<const core::UserDb> users,
                                                ForwardPathSettings forward)
     : aliases_path_(std::move(aliases_path)), users_(users), forward_(std::move(forward)) {}
 
@@ -83,7 +83,7 @@ core::Result<std::optional<AliasFound>> SystemExpansionSources::alias(std::strin
 }
 
 core::Result<std::optional<core::UserInfo>> SystemExpansionSources::user(std::string_view name) const {
-    return users_.find(name);
+    return users_->find(name);
 }
 
 ForwardResult SystemExpansionSources::forward(const core::UserInfo& account, std::string_view extension) const {
@@ -113,6 +113,16 @@ core::Result<uid_t> SystemExpansionSources::include_owner(const std::string& pat
     if (!S_ISREG(st.st_mode)) return core::unexpected_input("is " + not_regular_reason(st.st_mode));
     if (auto why = writable_reason(st.st_mode); !why.empty()) return core::unexpected_input("is " + why);
     return st.st_uid;
+}
+
+ExpansionEnvironment ExpansionEnvironment::from_config(const core::Config& config,
+                                                       std::shared_ptr<const core::UserDb> users) {
+    ExpansionEnvironment environment;
+    environment.settings = ExpansionSettings::from_config(config);
+    environment.run_as.default_privs = config.str("default_privs");
+    environment.sources = std::make_shared<SystemExpansionSources>(config.str("aliases"), std::move(users),
+                                                                    ForwardPathSettings::from_config(config));
+    return environment;
 }
 
 }  // namespace mailroom::mail

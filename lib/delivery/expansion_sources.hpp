@@ -14,6 +14,7 @@
 
 #include <sys/types.h>
 
+#include <memory>
 #include <optional>
 #include <string>
 
@@ -30,7 +31,8 @@ IncludedFile read_include_file(const std::string& path, const core::UserInfo* as
 
 class SystemExpansionSources final : public ExpansionSources, public RunAsFacts {
 public:
-    SystemExpansionSources(std::string aliases_path, const core::UserDb& users, ForwardPathSettings forward);
+    SystemExpansionSources(std::string aliases_path, std::shared_ptr<const core::UserDb> users,
+                           ForwardPathSettings forward);
 
     core::Result<std::optional<AliasFound>> alias(std::string_view name) const override;
     core::Result<std::optional<core::UserInfo>> user(std::string_view name) const override;
@@ -45,10 +47,20 @@ private:
     core::Result<const AliasDb*> database() const;
 
     std::string aliases_path_;
-    const core::UserDb& users_;
+    std::shared_ptr<const core::UserDb> users_;
     ForwardPathSettings forward_;
     mutable bool opened_ = false;
     mutable std::optional<AliasDb> db_;
+};
+
+// Everything expansion and run_as need, from the configuration: for the runner,
+// `mailctl trace` and `sendmail -bv` alike.
+struct ExpansionEnvironment {
+    ExpansionSettings settings;
+    RunAsSettings run_as;
+    std::shared_ptr<const SystemExpansionSources> sources;  // also the RunAsFacts
+
+    static ExpansionEnvironment from_config(const core::Config& config, std::shared_ptr<const core::UserDb> users);
 };
 
 }  // namespace mailroom::mail

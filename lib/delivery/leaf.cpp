@@ -67,6 +67,14 @@ std::optional<LeafKind> leaf_kind_from_name(std::string_view name) {
     return std::nullopt;
 }
 
+Status Leaf::error_status() const {
+    size_t space = target.find(' ');
+    std::string code = target.substr(0, space);
+    std::string text = space == std::string::npos ? "" : target.substr(space + 1);
+    if (code.size() < 5 || (code[0] != '4' && code[0] != '5')) return Status::perm("5.0.0", target);
+    return code[0] == '4' ? Status::temp(code, text) : Status::perm(code, text);
+}
+
 std::string Provenance::token() const {
     switch (kind) {
         case Kind::recipient: return "-";

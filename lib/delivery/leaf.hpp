@@ -10,6 +10,8 @@
 #include <string>
 #include <string_view>
 
+#include "mail/status.hpp"
+
 namespace mailroom::mail {
 
 enum class LeafKind { mailbox, file, command, remote, error };
@@ -46,6 +48,9 @@ struct Leaf {
     std::string target;
     Provenance provenance;
     std::string owner;  // where this leaf's bounces go (owner-NAME@host), "" = the sender
+
+    // An error leaf's "5.x.y text" as the Status it bounces (or defers, for 4.x.y) with.
+    Status error_status() const;
 };
 
 }  // namespace mailroom::mail

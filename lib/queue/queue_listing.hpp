@@ -31,6 +31,7 @@
 #include <string_view>
 #include <vector>
 
+#include "core/json_text.hpp"
 #include "queue/spool.hpp"
 
 namespace mailroom::mail {
@@ -87,7 +88,6 @@ std::string mailq_id_with_mark(const EntrySnapshot& entry);
 const char* json_queue_name(const EntrySnapshot& entry);
 // Control bytes, C1 controls and bytes that are not valid UTF-8 replaced by '?'.
 std::string printable_text(std::string_view text);
-// A JSON string literal with its quotes; invalid UTF-8 bytes become \ufffd.
-std::string json_quote(std::string_view text);
+using core::json_quote;
 
 }  // namespace mailroom::mail

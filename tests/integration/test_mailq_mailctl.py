@@ -327,10 +327,10 @@ class MailqMailctlTest(mrtest.TestCase):
         self.assertEqual(result.stdout.decode().splitlines(), [
             "alice",
             "  local address alice@test.example: user alice",
-            f"  -> mailbox {self.box.mbox_path('alice')} (mbox), written as alice (uid {self.box.uids['alice']})",
+            f"    -> mailbox {self.box.mbox_path('alice')} (mbox), written as alice (uid {self.box.uids['alice']})",
             "nosuch@test.example",
             "  local address nosuch@test.example: user nosuch",
-            '  -> bounced: unknown user: "nosuch" (5.1.1)',
+            '    -> bounced: unknown user: "nosuch" (5.1.1)',
         ])
         verify = self.box.sendmail(["-bv", "bob+lists@test.example"], "")
         self.assertExit(verify, 0)

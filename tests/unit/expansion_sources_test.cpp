@@ -58,7 +58,7 @@ TEST_CASE("An :include: file is read with its owner and lines; one others may wr
     CHECK_THAT(read_include_file(list, nullptr).reason, Catch::StartsWith("in a world-writable folder"));
     ::chmod(tmp.path.c_str(), 0755);
 
-    NoAccounts users;
+    auto users = std::make_shared<NoAccounts>();
     SystemExpansionSources sources(tmp.path + "/aliases", users, {});
     CHECK(*sources.include_owner(list) == ::geteuid());
     ::chmod(list.c_str(), 0664);
@@ -71,7 +71,7 @@ TEST_CASE("An :include: file is read with its owner and lines; one others may wr
 TEST_CASE("Aliases come from the compiled database with their file:line; without one there are no aliases",
           "[expansion_sources]") {
     TempDir tmp;
-    NoAccounts users;
+    auto users = std::make_shared<NoAccounts>();
     std::string aliases = tmp.path + "/aliases";
     SystemExpansionSources none(aliases, users, {});
     auto missing = none.alias("team");

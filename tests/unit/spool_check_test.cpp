@@ -9,7 +9,6 @@
 #include <catch2/catch.hpp>
 #include <string>
 
-#include "queue/route_trace.hpp"
 #include "queue/spool.hpp"
 #include "support/test_support.hpp"
 
@@ -39,16 +38,6 @@ std::string texts(const std::vector<CheckFinding>& findings) {
     for (const auto& finding : findings) all += finding.text + "\n";
     return all;
 }
-
-class Accounts final : public core::UserDb {
-public:
-    core::Result<std::optional<core::UserInfo>> find(std::string_view name) const override {
-        if (name == "bob") return std::optional<core::UserInfo>(core::UserInfo{"bob", 1001, 1001, "/home/bob", "/bin/sh", ""});
-        if (name == "broken") return core::unexpected_errno("getpwnam_r broken", EIO);
-        return std::optional<core::UserInfo>();
-    }
-    core::Result<std::optional<core::UserInfo>> find_uid(uid_t) const override { return std::optional<core::UserInfo>(); }
-};
 
 }  // namespace
 
@@ -143,34 +132,6 @@ TEST_CASE("mailctl check: an aliases database older than its source is stale (ex
     mailroom::test::age(aliases, std::chrono::seconds(120));
     CHECK(check_aliases(aliases).empty());
     CHECK(check_aliases(tmp.path + "/none").empty());
-}
-
-TEST_CASE("mailctl trace shows a local user's mailbox, an unknown user, a remote and a bad address", "[check]") {
-    QueueSettings settings;
-    settings.myhostname = "host.example";
-    settings.mydestination = {"host.example", "localhost"};
-    settings.recipient_delimiter = "+";
-    settings.local.mail_spool_dir = "/var/mail";
-    Accounts users;
-
-    auto bob = trace_address("Bob+news@host.example", settings, users);
-    CHECK(bob.exit_code == 0);
-    CHECK(bob.lines == std::vector<std::string>{"Bob+news@host.example",
-                                                "  local address Bob+news@host.example: user bob, extension news",
-                                                "  -> mailbox /var/mail/bob (mbox), written as bob (uid 1001)"});
-    settings.local.format = MailboxFormat::maildir;
-    CHECK(trace_address("bob", settings, users).lines.back() == "  -> mailbox /var/mail/bob (maildir), written as bob (uid 1001)");
-
-    auto nobody = trace_address("nosuch@host.example", settings, users);
-    CHECK(nobody.exit_code == 67);
-    CHECK(nobody.lines.back() == "  -> bounced: unknown user: \"nosuch\" (5.1.1)");
-    CHECK(trace_address("broken", settings, users).exit_code == 75);
-    auto remote = trace_address("x@elsewhere.example", settings, users);
-    CHECK(remote.exit_code == 75);
-    CHECK(remote.lines[1] == "  remote address x@elsewhere.example: domain not in mydestination");
-    auto bad = trace_address("a b@\x1b[2J", settings, users);
-    CHECK(bad.exit_code == 65);
-    CHECK(bad.lines[0] == "a b@?[2J");
 }
 
 TEST_CASE("a world-writable mail folder is a warning naming it and Debian's root:mail 2775") {
