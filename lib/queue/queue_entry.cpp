@@ -203,7 +203,10 @@ std::string client_name_problem(std::string_view name) {
 }
 
 std::string recipient_dsn_problem(const RecipientDsn& dsn) {
-    if (dsn.notify != 0 && !parse_dsn_notify(format_dsn_notify(dsn.notify))) {
+    constexpr unsigned all = RecipientDsn::notify_never | RecipientDsn::notify_success | RecipientDsn::notify_failure |
+                             RecipientDsn::notify_delay;
+    if ((dsn.notify & ~all) != 0 ||
+        ((dsn.notify & RecipientDsn::notify_never) != 0 && dsn.notify != RecipientDsn::notify_never)) {
         return fmt::format("bad NOTIFY bits {}", dsn.notify);
     }
     if (!dsn.orcpt.empty() && !is_valid_orcpt(dsn.orcpt)) {
@@ -457,7 +460,10 @@ std::string parse_recipient_line(std::string_view value, int version, Envelope& 
     RecipientDsn dsn;
     size_t length = bracketed_length(value);
     if (version == 1 || length == value.size()) {
-        if (!unbracket(value, address)) return "bad recipient";
+        if (!unbracket(value, address)) {
+            bool has_parameters = length > 0 && length < value.size() && value[length] == ' ';
+            return has_parameters ? "recipient parameters are version 2, in a version 1 queue entry" : "bad recipient";
+        }
     } else {
         if (length == 0 || value[length] != ' ') return "bad recipient";
         address = std::string(value.substr(1, length - 2));
