@@ -892,7 +892,7 @@ core::Result<ParsedTail> parse_entry_tail(std::string_view tail, int version) {
         if (nl == std::string_view::npos) break;  // torn by a crash in mid-append: ignored
         std::string_view line = tail.substr(pos, nl - pos);
         auto where = [&](std::string_view what) {
-            return fmt::format("bad {} record at byte {} of the queue entry's tail: ", what, pos);
+            return fmt::format("bad {} record at byte {} of the queue entry's tail: ", shown(what), pos);
         };
         std::string_view rest = line;
         std::string_view kind = next_word(rest);

@@ -482,6 +482,13 @@ core::Result<void> LockedEntry::append(const std::vector<StateRecord>& records) 
 core::Result<void> LockedEntry::upgrade() {
     if (version_ >= queue_format_version) return {};
     std::string path = spool_->entry_path(folder_, id_);
+    // Version 1 read a recipient by its outermost angle brackets; version 2 ends it
+    // at the first '>' outside quotes. An address that tells the two apart (an
+    // unclosed quote: Address never lets one in) would make the upgraded entry
+    // corrupt, so such an entry stays version 1.
+    if (auto readable = check_envelope(envelope_); !readable) {
+        return core::unexpected_errno(path + ": cannot upgrade to version 2: " + readable.error().context, EINVAL);
+    }
     // Only the version digit changes: the message size and everything after it stay
     // as they are, since a version 2 reader reads every version 1 file. A crash
     // after this write and before the append that needed it therefore leaves a

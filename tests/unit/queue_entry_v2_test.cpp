@@ -663,3 +663,25 @@ TEST_CASE("A commit refuses an envelope that would not read back: nothing is que
     CHECK(seen->envelope.tls_cipher == "TLS_AES_256_GCM_SHA384");
     CHECK(seen->envelope.dsn(1).notify == RecipientDsn::notify_never);
 }
+
+TEST_CASE("A version 1 entry that version 2 would read differently is not upgraded", "[queue_entry][spool]") {
+    // Version 1 took a recipient by its outermost brackets; an unclosed quote (which
+    // Address never lets in) would end it elsewhere in version 2.
+    TempDir tmp;
+    auto spool = Spool::open(tmp.path);
+    REQUIRE(spool);
+    auto id = submit_v1(*spool, {"team@host.example"});
+    std::string path = spool->entry_path(QueueFolder::queue, id);
+    std::string content = slurp(path);
+    auto at = content.find("recipient <team@host.example>");
+    content.replace(at, 29, "recipient <\"team> x@host.example>");
+    spit(path, content);
+    LockedEntry entry = lock(*spool, id);
+    CHECK(entry.envelope().recipients[0] == "\"team> x@host.example");
+    auto refused = entry.append_expansion(0, 100, {make_leaf(LeafKind::mailbox, "team@host.example", "-", "", "team")});
+    REQUIRE_FALSE(refused);
+    CHECK(refused.error().errno_value() == EINVAL);
+    CHECK_THAT(refused.error().context, Catch::Contains("cannot upgrade"));
+    CHECK(slurp(path) == content);
+    CHECK(entry.version() == 1);
+}
