@@ -74,6 +74,7 @@ const char* odd_kind(mode_t mode) {
 }
 
 struct EntryTail {
+    int version = queue_format_version;
     uint64_t message_size = 0;
     uint64_t tail_offset = 0;
     uint64_t file_size = 0;
@@ -88,11 +89,12 @@ core::Result<EntryTail> read_tail(int fd, const std::string& path) {
     std::array<char, queue_header_size> header{};
     auto n = core::pread_full(fd, header.data(), header.size(), 0, path);
     if (!n) return core::unexpected(n.error());
-    auto size = parse_queue_header(std::string_view(header.data(), *n));
-    if (!size) return core::unexpected(core::errno_error(path + ": " + size.error().context, EBADMSG));
+    auto first = parse_queue_first_line(std::string_view(header.data(), *n));
+    if (!first) return core::unexpected(core::errno_error(path + ": " + first.error().context, EBADMSG));
     EntryTail tail;
-    tail.message_size = *size;
-    tail.tail_offset = queue_header_size + *size;
+    tail.version = first->version;
+    tail.message_size = first->message_size;
+    tail.tail_offset = queue_header_size + first->message_size;
     tail.file_size = static_cast<uint64_t>(st.st_size);
     if (tail.file_size < tail.tail_offset) return corrupt(path + ": queue entry shorter than its message");
     if (tail.file_size - tail.tail_offset > max_tail_size) return corrupt(path + ": queue entry tail too large");
@@ -100,7 +102,19 @@ core::Result<EntryTail> read_tail(int fd, const std::string& path) {
     auto got = core::pread_full(fd, bytes.data(), bytes.size(), static_cast<off_t>(tail.tail_offset), path);
     if (!got) return core::unexpected(got.error());
     bytes.resize(*got);
-    auto parsed = parse_entry_tail(bytes);
+    auto parsed = parse_entry_tail(bytes, tail.version);
+    if (!parsed && tail.version < queue_format_version) {
+        // A reader without the lock (mailq) may have read the first line just before
+        // a runner upgraded the entry and appended version 2 records: the upgrade
+        // reached the file before the append, so the first line read again now
+        // tells the version of the tail just read.
+        char digit = 0;
+        auto again = core::pread_full(fd, &digit, 1, static_cast<off_t>(queue_version_offset), path);
+        if (again && *again == 1 && digit == '0' + queue_format_version) {
+            tail.version = queue_format_version;
+            parsed = parse_entry_tail(bytes, tail.version);
+        }
+    }
     if (!parsed) return core::unexpected(core::errno_error(path + ": " + parsed.error().context, EBADMSG));
     tail.parsed = std::move(*parsed);
     return tail;
@@ -311,6 +325,9 @@ core::Result<void> folder_sync(int folder_fd, const std::string& folder) {
 void set_commit_folder_sync_for_tests(CommitFolderSync sync) { commit_folder_sync_hook = sync; }
 
 core::Result<void> QueueWriter::commit(const Envelope& envelope, QueueFolder folder) {
+    // A field that would not read back would make the entry corrupt at its first
+    // run: refuse it now, while the caller can still say the message was not queued.
+    if (auto checked = check_envelope(envelope); !checked) return checked;
     std::string header = format_queue_header(size_);
     std::string tail = format_envelope(envelope);
     bool all_in_buffer = buffer_.size() == size_ + queue_header_size;
@@ -377,6 +394,7 @@ core::Result<EntrySnapshot> read_entry(const Spool& spool, QueueFolder folder, s
     snapshot.id = std::string(id);
     snapshot.folder = folder;
     snapshot.message_size = tail->message_size;
+    snapshot.version = tail->version;
     snapshot.envelope = std::move(tail->parsed.envelope);
     snapshot.state = std::move(tail->parsed.state);
     snapshot.active = is_locked_by_other(fd.get());
@@ -417,9 +435,12 @@ core::Result<LockAttempt> LockedEntry::lock(const Spool& spool, QueueFolder fold
     entry.id_ = std::string(id);
     entry.folder_ = folder;
     entry.message_size_ = tail->message_size;
+    entry.version_ = tail->version;
     entry.end_offset_ = tail->tail_offset + tail->parsed.valid_length;
     if (entry.end_offset_ < tail->file_size) {
-        // A state line torn by a crash: cut it so the next record starts on a line of its own.
+        // A state line torn by a crash, or leaf records without their closing
+        // "expanded" record: cut them so the next record starts on a line of its own
+        // and no stray leaf joins the next group.
         if (::ftruncate(fd.get(), static_cast<off_t>(entry.end_offset_)) != 0) {
             return core::unexpected_errno("truncate torn state of " + path);
         }
@@ -437,15 +458,73 @@ core::Result<Message> LockedEntry::message() const {
 }
 
 core::Result<void> LockedEntry::append(const std::vector<StateRecord>& records) {
+    // Each record must read back: one for an index that does not exist would make
+    // the whole entry corrupt. Checked against the state as it will be then.
+    EntryState after = state_;
     std::string text;
-    for (const auto& record : records) text += format_state_record(record);
+    for (const auto& record : records) {
+        if (auto checked = check_state_record(after, record); !checked) {
+            return core::unexpected_errno(id_ + ": " + checked.error().context, EINVAL);
+        }
+        apply_state_record(after, record);
+        text += format_state_record(record);
+    }
     std::string path = spool_->entry_path(folder_, id_);
     if (auto r = core::pwrite_all(fd_.get(), text, end_offset_, path); !r) return r;
     // The state must be on disk before anyone acts on it: a delivered recipient
     // is never tried again after a crash, a queued notice never sent twice.
     if (::fdatasync(fd_.get()) != 0) return core::unexpected_errno("fsync " + path);
     end_offset_ += text.size();
-    for (const auto& record : records) apply_state_record(state_, record);
+    state_ = std::move(after);
+    return {};
+}
+
+core::Result<void> LockedEntry::upgrade() {
+    if (version_ >= queue_format_version) return {};
+    std::string path = spool_->entry_path(folder_, id_);
+    // Version 1 read a recipient by its outermost angle brackets; version 2 ends it
+    // at the first '>' outside quotes. An address that tells the two apart (an
+    // unclosed quote: Address never lets one in) would make the upgraded entry
+    // corrupt, so such an entry stays version 1.
+    if (auto readable = check_envelope(envelope_); !readable) {
+        return core::unexpected_errno(path + ": cannot upgrade to version 2: " + readable.error().context, EINVAL);
+    }
+    // Only the version digit changes: the message size and everything after it stay
+    // as they are, since a version 2 reader reads every version 1 file. A crash
+    // after this write and before the append that needed it therefore leaves a
+    // valid version 2 entry with nothing new in it.
+    const char digit = static_cast<char>('0' + queue_format_version);
+    if (auto r = core::pwrite_all(fd_.get(), std::string_view(&digit, 1), queue_version_offset, path); !r) return r;
+    // The new version must be on disk before any version 2 record is: a crash must
+    // never leave version 2 records in a file still marked version 1 (corrupt).
+    if (::fdatasync(fd_.get()) != 0) return core::unexpected_errno("fsync " + path);
+    version_ = queue_format_version;
+    return {};
+}
+
+core::Result<void> LockedEntry::append_expansion(size_t recipient, std::time_t time, std::vector<Leaf> leaves) {
+    Expansion expansion{recipient, time, std::move(leaves)};
+    size_t index = state_.next_leaf_index();
+    for (auto& leaf : expansion.leaves) {
+        leaf.index = index++;
+        leaf.recipient = recipient;
+    }
+    if (auto checked = check_expansion(state_, expansion); !checked) {
+        return core::unexpected_errno(id_ + ": " + checked.error().context, EINVAL);
+    }
+    if (auto upgraded = upgrade(); !upgraded) return upgraded;
+    std::string text = format_expansion(expansion);
+    std::string path = spool_->entry_path(folder_, id_);
+    // The whole group in one write, then one sync: a crash leaves a prefix of it,
+    // which has no closing "expanded" line and is ignored and cut by the next
+    // holder of the lock. So an expansion is recorded whole or not at all.
+    if (auto r = core::pwrite_all(fd_.get(), text, end_offset_, path); !r) return r;
+    // On disk before any leaf is delivered: after a crash the next run finds the
+    // same leaves (and their delivered records), never expands into new ones
+    // beside leaves already delivered.
+    if (::fdatasync(fd_.get()) != 0) return core::unexpected_errno("fsync " + path);
+    end_offset_ += text.size();
+    apply_expansion(state_, expansion);
     return {};
 }
 

@@ -11,7 +11,8 @@
 //
 // Invariants: an entry appears in queue/ whole or not at all (QueueWriter);
 // state changes are appended under the per-message lock and reach the disk
-// before the caller acts on them; only the holder of an entry's lock changes it.
+// before the caller acts on them (an expansion group in one write, so it is
+// recorded whole or not at all); only the holder of an entry's lock changes it.
 // Must never: overwrite an existing entry, deliver from an entry it has not
 // locked, or let an unreadable entry stop a scan.
 #pragma once
@@ -144,6 +145,7 @@ struct EntrySnapshot {
     Envelope envelope;
     EntryState state;
     bool active = false;  // locked by a runner now
+    int version = queue_format_version;  // of the entry file (1: written before version 2)
 };
 core::Result<EntrySnapshot> read_entry(const Spool& spool, QueueFolder folder, std::string_view id);
 
@@ -169,8 +171,23 @@ public:
 
     // The message content, read from the entry itself (no copy).
     core::Result<Message> message() const;
-    // Appends records and makes them durable before returning (fdatasync).
+    // The entry file's format version (1 until upgraded).
+    int version() const { return version_; }
+
+    // Appends records and makes them durable before returning (fdatasync). EINVAL
+    // (nothing written) when a record names an index that does not exist, or an
+    // expanded recipient's own index (records then name its leaves).
     core::Result<void> append(const std::vector<StateRecord>& records);
+    // Records the expansion of one recipient: its leaves (numbered here, after the
+    // recipients and the leaves already recorded; index and recipient of `leaves`
+    // are overwritten) and the closing "expanded" record, in one write and one
+    // fdatasync. A later expansion of the same recipient supersedes its leaves not
+    // yet done. Upgrades a version 1 entry first. EINVAL (nothing written) when a
+    // field would not read back (docs/spool.md).
+    core::Result<void> append_expansion(size_t recipient, std::time_t time, std::vector<Leaf> leaves);
+    // Turns a version 1 entry into version 2 (rewrites the version digit, fdatasync);
+    // nothing to do for a version 2 entry. append_expansion calls it.
+    core::Result<void> upgrade();
     // Sets when the entry is next due (its mtime).
     core::Result<void> set_due(std::time_t when);
     // Unlinks the entry (all its recipients are done, or it is deleted).
@@ -187,6 +204,7 @@ private:
     Envelope envelope_;
     EntryState state_;
     uint64_t message_size_ = 0;
+    int version_ = queue_format_version;
     uint64_t end_offset_ = 0;  // where the next state record goes
 };
 

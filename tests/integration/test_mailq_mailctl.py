@@ -26,7 +26,7 @@ def postfix_sender_line(id_mark, size, arrival, sender):
 
 def queued_size(box, queue_id, folder="queue"):
     with open(os.path.join(box.spool, folder, queue_id), "rb") as f:
-        return int(re.match(rb"mailroom-queue 1 message (\d{20})\n", f.read(46)).group(1))
+        return int(re.match(rb"mailroom-queue [12] message (\d{20})\n", f.read(46)).group(1))
 
 
 def wait_until(predicate, timeout, what):

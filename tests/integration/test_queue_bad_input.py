@@ -46,7 +46,7 @@ class CorruptEntries(mrtest.TestCase):
 
         rewrite(victims[0], lambda d: d[:len(d) // 3], "truncated inside the message")
         rewrite(victims[1], lambda d: os.urandom(len(d)), "garbage")
-        rewrite(victims[2], lambda d: d.replace(b"mailroom-queue 1 ", b"mailroom-queue 7 ", 1), "unknown version")
+        rewrite(victims[2], lambda d: b"mailroom-queue 7 " + d[17:], "unknown version")
         rewrite(victims[3], lambda d: b"", "zero length")
         rewrite(victims[4], lambda d: d[:d.rindex(b"end\n")], "envelope without end")
         rewrite(victims[5], lambda d: d + b"bogus 0 1795303304 2.0.0 what\n", "a state line that does not parse")

@@ -88,7 +88,7 @@ TEST_CASE("A queue entry's envelope reads back as written, and reads in less", "
 
 TEST_CASE("The first line carries the version and the message size, fixed width", "[queue]") {
     auto header = format_queue_header(1304);
-    CHECK(header == "mailroom-queue 1 message 00000000000000001304\n");
+    CHECK(header == "mailroom-queue 2 message 00000000000000001304\n");
     CHECK(header.size() == queue_header_size);
     auto size = parse_queue_header(header);
     REQUIRE(size);

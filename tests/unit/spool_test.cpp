@@ -74,7 +74,7 @@ TEST_CASE("A queued message appears whole in queue/, with its folders made 0700"
     CHECK(mailroom::test::names_in(tmp.path + "/spool/tmp").empty());
     std::string file = slurp(spool->entry_path(QueueFolder::queue, id));
     CHECK(file ==
-          "mailroom-queue 1 message 00000000000000000018\nSubject: hi\n\nbody\n"
+          "mailroom-queue 2 message 00000000000000000018\nSubject: hi\n\nbody\n"
           "arrival 1763756614.000000\nuid 1000\nsender <alice@host.example>\nrecipient <bob@x>\nrecipient <carol@x>\nend\n");
     struct stat st {};
     REQUIRE(::stat(spool->entry_path(QueueFolder::queue, id).c_str(), &st) == 0);
@@ -189,7 +189,7 @@ TEST_CASE("A corrupt entry is reported as such and can be quarantined", "[spool]
     std::string path = spool->entry_path(QueueFolder::queue, good);
     std::string content = slurp(path);
     for (std::string bad : {content.substr(0, 30), content.substr(0, content.size() - 10), std::string("garbage\n"),
-                            "mailroom-queue 2" + content.substr(16)}) {
+                            "mailroom-queue 3" + content.substr(16)}) {
         INFO(bad);
         mailroom::test::spit(path, bad);
         auto attempt = LockedEntry::lock(*spool, QueueFolder::queue, good);
