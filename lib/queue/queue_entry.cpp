@@ -248,14 +248,6 @@ std::string envelope_problem(const Envelope& e) {
 
 // ---- leaves
 
-constexpr std::array<std::string_view, 5> leaf_kind_names = {"mailbox", "file", "command", "remote", "error"};
-
-std::optional<LeafKind> parse_leaf_kind(std::string_view word) {
-    for (size_t i = 0; i < leaf_kind_names.size(); ++i) {
-        if (word == leaf_kind_names[i]) return static_cast<LeafKind>(i);
-    }
-    return std::nullopt;
-}
 
 // PROVENANCE is one word: a space, a control character or '%' in a path is
 // written %XX (an :include: file may have a space in its name).
@@ -293,7 +285,7 @@ bool is_error_target(std::string_view target) {
     return digits(rest.substr(0, dot)) && digits(rest.substr(dot + 1));
 }
 
-std::string leaf_fields_problem(const Leaf& leaf) {
+std::string leaf_fields_problem(const LeafRecord& leaf) {
     if (auto p = delimited_address_problem("leaf address", leaf.address); !p.empty()) return p;
     if (leaf.provenance.empty()) return "empty provenance";
     if (leaf.provenance.size() > max_provenance) return fmt::format("provenance longer than {} octets", max_provenance);
@@ -324,18 +316,18 @@ std::string leaf_fields_problem(const Leaf& leaf) {
     return {};
 }
 
-std::string format_leaf(const Leaf& leaf) {
+std::string format_leaf(const LeafRecord& leaf) {
     return fmt::format("leaf {} {} {} <{}> {} {} {}\n", leaf.index, leaf.recipient, leaf_kind_name(leaf.kind), leaf.address,
                        escape_provenance(leaf.provenance), leaf.owner.empty() ? "-" : "<" + leaf.owner + ">", leaf.target);
 }
 
 // `leaf LEAF RCPT KIND <ADDRESS> PROVENANCE OWNER TARGET`; the reason when it is not one.
-core::Result<Leaf> parse_leaf_line(std::string_view rest) {
-    Leaf leaf;
+core::Result<LeafRecord> parse_leaf_line(std::string_view rest) {
+    LeafRecord leaf;
     if (!parse_int(next_word(rest), leaf.index)) return corrupt("bad leaf index");
     if (!parse_int(next_word(rest), leaf.recipient)) return corrupt("bad recipient index");
     std::string_view kind = next_word(rest);
-    auto parsed_kind = parse_leaf_kind(kind);
+    auto parsed_kind = leaf_kind_from_name(kind);
     if (!parsed_kind) return corrupt(fmt::format("unknown leaf kind \"{}\"", shown(kind)));
     leaf.kind = *parsed_kind;
     size_t length = bracketed_length(rest);
@@ -417,7 +409,7 @@ std::string state_record_problem(const EntryState& state, const StateRecord& rec
     return {};
 }
 
-std::string expansion_problem(const EntryState& state, const Expansion& expansion) {
+std::string expansion_problem(const EntryState& state, const ExpansionRecord& expansion) {
     if (expansion.recipient >= state.recipients.size()) {
         return fmt::format("expansion of recipient {}, which does not exist", expansion.recipient);
     }
@@ -739,21 +731,20 @@ core::Result<void> check_state_record(const EntryState& state, const StateRecord
 
 // ---- expansions
 
-std::string_view leaf_kind_name(LeafKind kind) { return leaf_kind_names.at(static_cast<size_t>(kind)); }
 
-std::string format_expansion(const Expansion& expansion) {
+std::string format_expansion(const ExpansionRecord& expansion) {
     std::string out;
     for (const auto& leaf : expansion.leaves) out += format_leaf(leaf);
     out += fmt::format("expanded {} {} {}\n", expansion.recipient, expansion.time, expansion.leaves.size());
     return out;
 }
 
-core::Result<void> check_expansion(const EntryState& state, const Expansion& expansion) {
+core::Result<void> check_expansion(const EntryState& state, const ExpansionRecord& expansion) {
     if (auto problem = expansion_problem(state, expansion); !problem.empty()) return refused(problem);
     return {};
 }
 
-void apply_expansion(EntryState& state, const Expansion& expansion) {
+void apply_expansion(EntryState& state, const ExpansionRecord& expansion) {
     if (expansion.recipient >= state.recipients.size()) return;
     if (state.expansions.size() < state.recipients.size()) state.expansions.resize(state.recipients.size());
     RecipientExpansion& x = state.expansions[expansion.recipient];
@@ -884,9 +875,9 @@ core::Result<ParsedTail> parse_entry_tail(std::string_view tail, int version) {
     parsed.state.expansions.resize(recipients);
     parsed.valid_length = pos;
 
-    // The state log. Leaf records wait for the "expanded" record that closes their
+    // The state log. LeafRecord records wait for the "expanded" record that closes their
     // group: without it (a crash in mid-append) they are ignored like a torn line.
-    std::vector<Leaf> open_group;
+    std::vector<LeafRecord> open_group;
     while (pos < tail.size()) {
         auto nl = tail.find('\n', pos);
         if (nl == std::string_view::npos) break;  // torn by a crash in mid-append: ignored
@@ -913,7 +904,7 @@ core::Result<ParsedTail> parse_entry_tail(std::string_view tail, int version) {
             }
             open_group.push_back(std::move(*leaf));
         } else if (kind == "expanded") {
-            Expansion expansion;
+            ExpansionRecord expansion;
             size_t count = 0;
             if (!parse_int(next_word(rest), expansion.recipient) || !parse_time(next_word(rest), expansion.time) ||
                 !parse_int(next_word(rest), count) || !rest.empty()) {

@@ -38,6 +38,7 @@
 #include <vector>
 
 #include "core/result.hpp"
+#include "delivery/leaf.hpp"
 #include "mail/status.hpp"
 
 namespace mailroom::mail {
@@ -155,10 +156,8 @@ struct RecipientState {
 };
 
 // What an alias or .forward expansion turned a recipient into (version 2).
-enum class LeafKind { mailbox, file, command, remote, error };
-std::string_view leaf_kind_name(LeafKind kind);
 
-struct Leaf {
+struct LeafRecord {
     size_t index = 0;      // set by the entry: after the recipients, consecutive in file order
     size_t recipient = 0;  // the original recipient (envelope index) it was expanded from
     LeafKind kind = LeafKind::mailbox;
@@ -169,18 +168,18 @@ struct Leaf {
     // remote: an address; error: "5.x.y text". Never the run-as user: that is
     // recomputed from the provenance at delivery.
     std::string target;
-    bool operator==(const Leaf&) const = default;
+    bool operator==(const LeafRecord&) const = default;
 };
 
 // One expansion of a recipient: its leaf records and the "expanded" record that closes them.
-struct Expansion {
+struct ExpansionRecord {
     size_t recipient = 0;
     std::time_t time = 0;
-    std::vector<Leaf> leaves;
+    std::vector<LeafRecord> leaves;
 };
 
 struct LeafState {
-    Leaf leaf;
+    LeafRecord leaf;
     RecipientState state;
     bool superseded = false;  // a later expansion of its recipient replaced it before it was done
 };
@@ -238,12 +237,12 @@ void apply_state_record(EntryState& state, const StateRecord& record);
 core::Result<void> check_state_record(const EntryState& state, const StateRecord& record);
 
 // The leaf records and the closing "expanded" record, as one text to append at once.
-std::string format_expansion(const Expansion& expansion);
+std::string format_expansion(const ExpansionRecord& expansion);
 // EINVAL with the reason when the expansion cannot follow this state: recipient
 // out of range, leaf indexes not the next ones, a leaf of another recipient, a
 // field that would not read back.
-core::Result<void> check_expansion(const EntryState& state, const Expansion& expansion);
+core::Result<void> check_expansion(const EntryState& state, const ExpansionRecord& expansion);
 // Folds one expansion group in: earlier leaves of the recipient not yet done are superseded.
-void apply_expansion(EntryState& state, const Expansion& expansion);
+void apply_expansion(EntryState& state, const ExpansionRecord& expansion);
 
 }  // namespace mailroom::mail

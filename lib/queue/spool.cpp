@@ -502,8 +502,8 @@ core::Result<void> LockedEntry::upgrade() {
     return {};
 }
 
-core::Result<void> LockedEntry::append_expansion(size_t recipient, std::time_t time, std::vector<Leaf> leaves) {
-    Expansion expansion{recipient, time, std::move(leaves)};
+core::Result<void> LockedEntry::append_expansion(size_t recipient, std::time_t time, std::vector<LeafRecord> leaves) {
+    ExpansionRecord expansion{recipient, time, std::move(leaves)};
     size_t index = state_.next_leaf_index();
     for (auto& leaf : expansion.leaves) {
         leaf.index = index++;

@@ -184,7 +184,7 @@ public:
     // fdatasync. A later expansion of the same recipient supersedes its leaves not
     // yet done. Upgrades a version 1 entry first. EINVAL (nothing written) when a
     // field would not read back (docs/spool.md).
-    core::Result<void> append_expansion(size_t recipient, std::time_t time, std::vector<Leaf> leaves);
+    core::Result<void> append_expansion(size_t recipient, std::time_t time, std::vector<LeafRecord> leaves);
     // Turns a version 1 entry into version 2 (rewrites the version digit, fdatasync);
     // nothing to do for a version 2 entry. append_expansion calls it.
     core::Result<void> upgrade();

@@ -39,7 +39,7 @@ void check_state_shape(const ParsedTail& parsed) {
     require(parsed.state.recipients.size() == n);
     require(parsed.state.expansions.size() == n);
     for (size_t k = 0; k < parsed.state.leaves.size(); ++k) {
-        const Leaf& leaf = parsed.state.leaves[k].leaf;
+        const LeafRecord& leaf = parsed.state.leaves[k].leaf;
         require(leaf.index == n + k && leaf.recipient < n);
     }
     for (size_t i = 0; i < n; ++i) {
@@ -62,7 +62,7 @@ void check_parse(std::string_view text, int version) {
     std::string again_text = format_envelope(parsed->envelope);
     if (version == 2) require(static_cast<bool>(check_envelope(parsed->envelope)));
     else if (!check_envelope(parsed->envelope)) return;  // a v1 oddity (unbalanced quote) v2 would not write
-    for (const auto& l : parsed->state.leaves) again_text += format_expansion(Expansion{l.leaf.recipient, 0, {l.leaf}});
+    for (const auto& l : parsed->state.leaves) again_text += format_expansion(ExpansionRecord{l.leaf.recipient, 0, {l.leaf}});
     auto again = parse_entry_tail(again_text);
     require(again && same_envelope(again->envelope, parsed->envelope));
     require(again->state.leaves.size() == parsed->state.leaves.size());
@@ -118,12 +118,12 @@ void check_generated(FuzzedDataProvider& in) {
     std::vector<size_t> expanded_groups;
     while (in.remaining_bytes() > 0) {
         if (in.ConsumeBool()) {
-            Expansion x;
+            ExpansionRecord x;
             x.recipient = in.ConsumeIntegralInRange<size_t>(0, n);
             x.time = in.ConsumeIntegralInRange<std::time_t>(0, 1'000'000);
             size_t count = in.ConsumeIntegralInRange<size_t>(0, 3);
             for (size_t k = 0; k < count; ++k) {
-                Leaf leaf;
+                LeafRecord leaf;
                 leaf.index = state.next_leaf_index() + k;
                 leaf.recipient = x.recipient;
                 leaf.kind = static_cast<LeafKind>(in.ConsumeIntegralInRange<int>(0, 4));

@@ -44,8 +44,8 @@ Envelope full_envelope() {
     return e;
 }
 
-Leaf make_leaf(LeafKind kind, std::string address, std::string provenance, std::string owner, std::string target) {
-    Leaf leaf;
+LeafRecord make_leaf(LeafKind kind, std::string address, std::string provenance, std::string owner, std::string target) {
+    LeafRecord leaf;
     leaf.kind = kind;
     leaf.address = std::move(address);
     leaf.provenance = std::move(provenance);
@@ -74,12 +74,12 @@ const std::string doc_example_tail =
     "delivered 2 1763756615 2.0.0 delivered to mailbox\n"
     "deferred 4 1763756616 1763756916 4.3.0 command exited 75\n";
 
-Expansion expansion_of(size_t recipient, size_t first_index, std::time_t time, std::vector<Leaf> leaves) {
+ExpansionRecord expansion_of(size_t recipient, size_t first_index, std::time_t time, std::vector<LeafRecord> leaves) {
     for (auto& leaf : leaves) {
         leaf.index = first_index++;
         leaf.recipient = recipient;
     }
-    return Expansion{recipient, time, std::move(leaves)};
+    return ExpansionRecord{recipient, time, std::move(leaves)};
 }
 
 StateRecord record(StateRecord::Kind kind, size_t index, std::time_t time, std::time_t next_try = 0) {
@@ -499,16 +499,16 @@ TEST_CASE("What would not read back is refused before anything is written", "[qu
     state.recipients.resize(1);
     auto good = expansion_of(0, 1, 5, {make_leaf(LeafKind::command, "a@b", "~bob/.forward:1", "", "procmail -d bob")});
     REQUIRE(check_expansion(state, good));
-    for (auto [what, change] : std::vector<std::pair<std::string, std::function<void(Expansion&)>>>{
-             {"gap", [](Expansion& x) { x.leaves[0].index = 2; }},
-             {"other recipient", [](Expansion& x) { x.leaves[0].recipient = 1; }},
-             {"recipient out of range", [](Expansion& x) { x.recipient = 1; }},
-             {"LF in target", [](Expansion& x) { x.leaves[0].target = "a\nb"; }},
-             {"CR in provenance", [](Expansion& x) { x.leaves[0].provenance = "a\rb"; }},
-             {"unclosed quote in owner", [](Expansion& x) { x.leaves[0].owner = "\"x"; }},
+    for (auto [what, change] : std::vector<std::pair<std::string, std::function<void(ExpansionRecord&)>>>{
+             {"gap", [](ExpansionRecord& x) { x.leaves[0].index = 2; }},
+             {"other recipient", [](ExpansionRecord& x) { x.leaves[0].recipient = 1; }},
+             {"recipient out of range", [](ExpansionRecord& x) { x.recipient = 1; }},
+             {"LF in target", [](ExpansionRecord& x) { x.leaves[0].target = "a\nb"; }},
+             {"CR in provenance", [](ExpansionRecord& x) { x.leaves[0].provenance = "a\rb"; }},
+             {"unclosed quote in owner", [](ExpansionRecord& x) { x.leaves[0].owner = "\"x"; }},
          }) {
         INFO(what);
-        Expansion x = good;
+        ExpansionRecord x = good;
         change(x);
         auto r = check_expansion(state, x);
         REQUIRE_FALSE(r);
