@@ -261,6 +261,8 @@ Result<SubprocessResult> Subprocess::run(const Input& input, std::chrono::steady
     for (;;) {
         if (!exited && !pidfd) exited = has_exited(pid_);
         if (exited) {
+            // Input left over: the child ended without taking it all.
+            if (stdin_) result.input_refused = true;
             stdin_.reset();
             if (!output_) break;
             if (!grace_end) grace_end = std::min(deadline, Clock::now() + output_grace);

@@ -70,7 +70,7 @@ struct SubprocessResult {
     uint64_t output_dropped = 0;
     // Bytes of stdin the child took.
     uint64_t bytes_fed = 0;
-    // The child closed its stdin before taking all of the input (EPIPE).
+    // The child closed its stdin (EPIPE) or exited before taking all of the input.
     bool input_refused = false;
     // Reading the input failed: the child saw a cut stdin (then closed), whatever it
     // did with it. The caller must not count such a run as a success.

@@ -136,6 +136,7 @@ TEST_CASE("1 MB through a child that echoes it: no deadlock, 4 KB of output kept
     auto result = run_shell("exec cat", {}, bytes_of_x(size));
     CHECK(result.exited_with(0));
     CHECK(result.bytes_fed == size);
+    CHECK_FALSE(result.input_refused);
     CHECK(result.output.size() == Subprocess::default_output_limit);
     CHECK(result.output_dropped == size - Subprocess::default_output_limit);
     CHECK(result.output.substr(0, 64) == std::string(63, 'x') + "\n");
@@ -146,6 +147,7 @@ TEST_CASE("a child that exits without reading its stdin is judged by its exit co
     auto result = run_shell("exit 5", {}, bytes_of_x(size));
     CHECK(result.exited_with(5));
     CHECK(result.bytes_fed < size);
+    CHECK(result.input_refused);
     CHECK_FALSE(result.timed_out);
     CHECK_FALSE(result.input_error);
 
