@@ -21,7 +21,8 @@
 // PRIVILEGES
 //   Run as root, each mailbox is written as its user: in this process after an
 //   irrevocable switch when there is one USER, in a forked child per USER when
-//   there are several. Run as a user, it can deliver only to that user. Running
+//   there are several (its own process group, killed at command_timeout: see
+//   docs/targets.md). Run as a user, it can deliver only to that user. Running
 //   set-id it reads only the installed configuration (-C, MAILROOM_CONF: exit 77).
 #include <getopt.h>
 #include <sysexits.h>

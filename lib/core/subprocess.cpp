@@ -211,12 +211,15 @@ Result<Subprocess> Subprocess::spawn(const Body* body, const std::vector<std::st
     std::vector<char*> args = argv ? c_strings(*argv) : std::vector<char*>{};
     std::vector<char*> env = c_strings(options.environment);
 
+    const int child_stdin = options.stdin_fd >= 0 ? options.stdin_fd : in->read.get();
     pid_t pid = ::fork();
     if (pid < 0) return unexpected_errno("fork");
     if (pid == 0) {
-        run_child(body, argv ? args.data() : nullptr, env.data(), options, in->read.get(), out->write.get(),
+        run_child(body, argv ? args.data() : nullptr, env.data(), options, child_stdin, out->write.get(),
                   report->write.get());
     }
+    // A given stdin: no pipe to feed.
+    if (options.stdin_fd >= 0) in->write.reset();
     in->read.reset();
     out->write.reset();
     report->write.reset();

@@ -3,7 +3,7 @@
 //
 // In the child, before anything of the caller's runs: setsid() (its own session and
 // process group, so that the whole group can be killed), stdin from a pipe the parent
-// feeds, stdout and stderr into one pipe the parent reads, every other descriptor
+// feeds (or a descriptor given), stdout and stderr into one pipe the parent reads, every other descriptor
 // closed except the ones the caller names, then the permanent switch to the given
 // Credentials (groups, gid, uid, verified; uid 0 refused unless the caller allows it),
 // then chdir to the working folder ("/" when that fails). What runs is either a
@@ -52,6 +52,9 @@ struct SubprocessOptions {
     // exec(): the whole environment, "NAME=value" each. A function child keeps the
     // process's environment: it runs only our code and never execs.
     std::vector<std::string> environment;
+    // >= 0: the child's stdin is this descriptor (a file to read), and run() feeds
+    // nothing. -1: a pipe that run() feeds.
+    int stdin_fd = -1;
     // Descriptors the child keeps at the same numbers (all >= 3): what a function
     // child reads, e.g. the message's spill file. Everything else >= 3 is closed.
     std::vector<int> keep_fds;

@@ -156,6 +156,19 @@ TEST_CASE("a child that exits without reading its stdin is judged by its exit co
     CHECK(reads_a_line.output == std::string(63, 'x') + "\n");
 }
 
+TEST_CASE("a child's stdin may be a descriptor given instead of a pipe", "[subprocess]") {
+    mailroom::test::TempDir tmp;
+    int file = ::open(tmp.write("input", "from a file\n").c_str(), O_RDONLY | O_CLOEXEC);
+    REQUIRE(file > 2);
+    SubprocessOptions options;
+    options.stdin_fd = file;
+    auto result = run_shell("cat", options, bytes_of_x(100));
+    ::close(file);
+    CHECK(result.exited_with(0));
+    CHECK(result.output == "from a file\n");
+    CHECK(result.bytes_fed == 0);
+}
+
 TEST_CASE("an input that fails is reported, and the child sees its stdin end", "[subprocess]") {
     Subprocess::Input failing = [](char*, size_t) -> Result<size_t> { return unexpected_errno("read spool", EIO); };
     auto result = run_shell("cat >/dev/null; exit 0", {}, failing);
