@@ -206,9 +206,16 @@ DeliveryOutcome deliver(const Target& target, const Message& message, const Deli
             // Root's own mailbox is written as root (docs/security.md).
             return {write(target, message, context, *as, PrivilegeSwitch::RootTarget::allow), ""};
         }
-        case TargetKind::file:
+        case TargetKind::file: {
             if (auto refused = refuse_runner(target, "write a file")) return {*refused, ""};
+            // A relative name would land wherever the delivering process happens to be.
+            const std::string& path = std::get<FileTarget>(target.what).path;
+            if (path.empty() || path[0] != '/')
+                return {Status::perm("5.3.5", fmt::format("file target \"{}\" is not an absolute path ({})", path,
+                                                          target.provenance)),
+                        ""};
             return {write(target, message, context, *target.credentials, PrivilegeSwitch::RootTarget::refuse), ""};
+        }
         case TargetKind::command:
             if (auto refused = refuse_runner(target, "run a command")) return {*refused, ""};
             return run_command(target, message, context);

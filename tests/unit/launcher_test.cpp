@@ -218,6 +218,14 @@ TEST_CASE("a /file target appends the message in mbox format as its user", "[lau
     CHECK((st.st_mode & 07777) == 0600);
 }
 
+TEST_CASE("a /file target names an absolute path, else it is refused and nothing is written", "[launcher]") {
+    Sandbox box;
+    auto outcome = deliver(box.file("out/relative"), message_of(plain), context_for_tests());
+    CHECK(outcome.status.code() == "5.3.5");
+    CHECK_THAT(outcome.status.text(), Catch::Contains("not an absolute path (~bob/.forward:1)"));
+    CHECK(::access("out/relative", F_OK) != 0);
+}
+
 TEST_CASE("a /file target refuses a symlink and leaves its target untouched", "[launcher]") {
     Sandbox box;
     std::string victim = box.tmp.write("victim", "precious\n");
