@@ -109,6 +109,9 @@ public:
     bool has_delivered_to(std::string_view address) const;
     // True when the content is empty or its last byte is a LF.
     bool ends_with_newline() const { return ends_with_newline_; }
+    // The descriptor the content is read from (a spill file, a queue entry), or -1 when
+    // it is held in memory: a forked delivery child that reads it must keep it open.
+    int content_fd() const { return spill_.get(); }
 
     Message(Message&&) = default;
     Message& operator=(Message&&) = default;

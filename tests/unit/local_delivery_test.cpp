@@ -2,6 +2,11 @@
 
 #include "delivery/local_delivery.hpp"
 
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "support/test_support.hpp"
+
 using namespace mailroom::mail;
 using mailroom::core::UserInfo;
 
@@ -77,4 +82,51 @@ TEST_CASE("the envelope sender is -f, else the From_ line, else the caller") {
     auto bad = envelope_sender(std::string("a..b@@x"), *without, "root");
     REQUIRE_FALSE(bad);
     CHECK_THAT(bad.error().message(), Catch::StartsWith("bad sender address 'a..b@@x' ("));
+}
+
+TEST_CASE("the delivery settings come from mailroom.conf, command_timeout and recipient_delimiter included") {
+    auto config = mailroom::core::Config::parse(
+        "mailbox_format = maildir\nmail_spool_dir = /srv/mail\nmailbox_lock = dotlock\nlock_timeout = 7s\n"
+        "myhostname = mx.example\ncommand_timeout = 90s\nrecipient_delimiter = -\n",
+        "t.conf");
+    REQUIRE(config);
+    auto settings = LocalDeliverySettings::from_config(*config);
+    CHECK(settings.format == MailboxFormat::maildir);
+    CHECK(settings.mail_spool_dir == "/srv/mail");
+    CHECK(settings.locks.order == std::vector<LockKind>{LockKind::dotlock});
+    CHECK(settings.locks.timeout == std::chrono::seconds(7));
+    CHECK(settings.command_timeout == std::chrono::seconds(90));
+    CHECK(settings.recipient_delimiter == "-");
+    auto context = DeliveryContext::from_settings(settings);
+    CHECK(context.hostname == "mx.example");
+    CHECK(context.command_timeout == std::chrono::seconds(90));
+    CHECK(context.recipient_delimiter == "-");
+    CHECK(context.isolation == Isolation::child_process);
+}
+
+TEST_CASE("When run as root it writes each mailbox as that user; with a child per delivery the caller stays root",
+          "[root]") {
+    if (::geteuid() != 0) {
+        WARN("skipped: writing a mailbox as another user needs root");
+        return;
+    }
+    mailroom::test::TempDir tmp;
+    REQUIRE(::chmod(tmp.path.c_str(), 01777) == 0);
+    UserInfo user = bob();
+    user.uid = user.gid = 20061;
+    user.home = tmp.path;
+    LocalDeliverySettings settings;
+    settings.mail_spool_dir = tmp.path;
+    auto message = Message::from_string("Subject: x\n\nbody\n", {});
+    REQUIRE(message);
+    LocalDelivery delivery{user, "bob@host.example", "alice@x.example", mailbox_location(settings, user), 0};
+    auto status = deliver_local(*message, delivery, settings, Isolation::child_process);
+    CHECK(status.is_ok());
+    CHECK(status.text() == "delivered to mailbox");
+    CHECK(::geteuid() == 0);
+    CHECK(::getuid() == 0);
+    struct stat st {};
+    REQUIRE(::stat((tmp.path + "/bob").c_str(), &st) == 0);
+    CHECK(st.st_uid == 20061);
+    CHECK_THAT(mailroom::test::slurp(tmp.path + "/bob"), Catch::Contains("Delivered-To: bob@host.example\n"));
 }

@@ -1,0 +1,74 @@
+// The launcher: delivers one Message to one Target as the target's user. The one
+// place where a delivery crosses to another uid (ARCHITECTURE "Processes and
+// privileges"): a core::Subprocess that switches to the user for good (groups, gid,
+// uid, verified) in its own process group, with a fresh environment and only the
+// descriptors it needs, killed with its group at command_timeout.
+//
+// mailbox: the mbox or Maildir writer in a forked child as the user (no exec: our
+//   own code, and a fork is all a delivery costs); the child reports its Status on
+//   its output. An mbox in a group-writable mail folder also gets the folder's group.
+// file:    MboxWriter (every mailbox rule: no symlink, one link, owned by the run-as
+//   user, locks, truncated back on failure) as the run-as user, the same way.
+// command: /bin/sh -c COMMAND as the run-as user in its home, the message on stdin
+//   after Return-Path and Delivered-To (the message's own Return-Path left out), the
+//   environment exactly SENDER RECIPIENT ORIGINAL_RECIPIENT USER HOME LOCAL EXTENSION
+//   DOMAIN SHELL PATH; judged by command_status (delivery/command_output.hpp).
+// remote:  not delivered here: 4.3.5, for the runner to defer.
+//
+// Before any of it: a Delivered-To for the target's address is a loop (5.4.6), and
+// a file or command never runs as uid 0 (5.7.1, nothing forked). Root's own mailbox
+// is still written as root (docs/security.md). Outcomes are Statuses, never thrown.
+// docs/targets.md has the whole picture.
+#pragma once
+
+#include <chrono>
+#include <ctime>
+#include <string>
+
+#include "delivery/mailbox_location.hpp"
+#include "delivery/mailbox_writer.hpp"
+#include "delivery/target.hpp"
+#include "mail/message.hpp"
+#include "mail/status.hpp"
+
+namespace mailroom::mail {
+
+enum class Isolation {
+    // Mailbox and file targets only: switch the whole process to the user for good,
+    // without a fork. Its last act: mda with one USER.
+    in_process,
+    // A forked child switches and delivers; the caller keeps its rights.
+    child_process,
+};
+
+// What a delivery needs besides the target and the message.
+struct DeliveryContext {
+    std::string sender;              // envelope sender; "" = <>
+    std::string original_recipient;  // ORIGINAL_RECIPIENT; "" = the target's address
+    std::string hostname;            // Maildir file names
+    std::time_t arrival = 0;         // the mbox From_ line
+    LockSettings locks;
+    // How long a child may run: a command is then killed and bounced (5.3.0), a
+    // mailbox writer killed and deferred.
+    std::chrono::seconds command_timeout{3600};
+    std::string recipient_delimiter = "+";  // LOCAL's split into EXTENSION
+    Isolation isolation = Isolation::child_process;
+
+    // Everything but sender, original_recipient and arrival from the settings.
+    static DeliveryContext from_settings(const LocalDeliverySettings& settings);
+};
+
+struct DeliveryOutcome {
+    // The text is one line: for the log and the queue.
+    Status status;
+    // A command's output as written, at most its first 4 KB: for the bounce.
+    std::string output;
+};
+
+DeliveryOutcome deliver(const Target& target, const Message& message, const DeliveryContext& context);
+
+// The environment a command target runs with, "NAME=value" each (exposed for tests
+// and traces).
+std::vector<std::string> command_environment(const Target& target, const DeliveryContext& context);
+
+}  // namespace mailroom::mail
