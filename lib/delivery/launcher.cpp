@@ -193,12 +193,12 @@ std::vector<std::string> command_environment(const Target& target, const Deliver
 }
 
 DeliveryOutcome deliver(const Target& target, const Message& message, const DeliveryContext& context) {
-    if (target.kind() == TargetKind::remote) return {Status::temp("4.3.5", "remote delivery not configured"), ""};
+    if (target.kind() == Target::Kind::remote) return {Status::temp("4.3.5", "remote delivery not configured"), ""};
     if (message.has_delivered_to(target.address))
         return {Status::perm("5.4.6", "mail forwarding loop for " + target.address), ""};
 
     switch (target.kind()) {
-        case TargetKind::mailbox: {
+        case Target::Kind::mailbox: {
             const auto& location = std::get<MailboxTarget>(target.what).location;
             auto as = target.credentials ? core::Result<core::Credentials>(*target.credentials)
                                          : mailbox_credentials(target.user, location);
@@ -206,7 +206,7 @@ DeliveryOutcome deliver(const Target& target, const Message& message, const Deli
             // Root's own mailbox is written as root (docs/security.md).
             return {write(target, message, context, *as, PrivilegeSwitch::RootTarget::allow), ""};
         }
-        case TargetKind::file: {
+        case Target::Kind::file: {
             if (auto refused = refuse_runner(target, "write a file")) return {*refused, ""};
             // A relative name would land wherever the delivering process happens to be.
             const std::string& path = std::get<FileTarget>(target.what).path;
@@ -216,10 +216,10 @@ DeliveryOutcome deliver(const Target& target, const Message& message, const Deli
                         ""};
             return {write(target, message, context, *target.credentials, PrivilegeSwitch::RootTarget::refuse), ""};
         }
-        case TargetKind::command:
+        case Target::Kind::command:
             if (auto refused = refuse_runner(target, "run a command")) return {*refused, ""};
             return run_command(target, message, context);
-        case TargetKind::remote: break;
+        case Target::Kind::remote: break;
     }
     return {Status::temp("4.3.5", "remote delivery not configured"), ""};
 }

@@ -4,13 +4,13 @@ namespace mailroom::mail {
 
 std::string Target::describe() const {
     switch (kind()) {
-        case TargetKind::mailbox: {
+        case Target::Kind::mailbox: {
             const auto& location = std::get<MailboxTarget>(what).location;
             return (location.format == MailboxFormat::maildir ? "maildir " : "mailbox ") + location.path;
         }
-        case TargetKind::file: return "file " + std::get<FileTarget>(what).path;
-        case TargetKind::command: return "command \"" + std::get<CommandTarget>(what).command + "\"";
-        case TargetKind::remote: return "remote " + std::get<RemoteTarget>(what).address;
+        case Target::Kind::file: return "file " + std::get<FileTarget>(what).path;
+        case Target::Kind::command: return "command \"" + std::get<CommandTarget>(what).command + "\"";
+        case Target::Kind::remote: return "remote " + std::get<RemoteTarget>(what).address;
     }
     return "?";
 }

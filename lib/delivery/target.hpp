@@ -23,7 +23,6 @@
 
 namespace mailroom::mail {
 
-enum class TargetKind { mailbox, file, command, remote };
 
 struct MailboxTarget {
     MailboxLocation location;
@@ -49,7 +48,9 @@ struct Target {
     std::optional<core::Credentials> credentials;
     std::variant<MailboxTarget, FileTarget, CommandTarget, RemoteTarget> what;
 
-    TargetKind kind() const { return static_cast<TargetKind>(what.index()); }
+    // The kinds, in the order of `what`'s alternatives.
+    enum class Kind { mailbox, file, command, remote };
+    Kind kind() const { return static_cast<Kind>(what.index()); }
     // "mailbox /var/mail/bob", "maildir /home/bob/Maildir", "file /tmp/x",
     // "command \"procmail -a x\"", "remote bob@example.org": for log lines and traces.
     std::string describe() const;

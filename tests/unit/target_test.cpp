@@ -17,7 +17,7 @@ UserInfo bob() { return UserInfo{"bob", 1001, 1001, "/home/bob", "/bin/zsh", "Bo
 TEST_CASE("a target is a mailbox, a file, a command or a remote address, each with its address and provenance",
           "[target]") {
     auto mailbox = Target::mailbox("bob@host.example", bob(), {"/var/mail/bob", MailboxFormat::mbox});
-    CHECK(mailbox.kind() == TargetKind::mailbox);
+    CHECK(mailbox.kind() == Target::Kind::mailbox);
     CHECK(mailbox.provenance == "-");
     CHECK_FALSE(mailbox.credentials);  // derived at delivery from the user
     CHECK(mailbox.describe() == "mailbox /var/mail/bob");
@@ -26,7 +26,7 @@ TEST_CASE("a target is a mailbox, a file, a command or a remote address, each wi
 
     auto file = Target::file("bob@host.example", "/home/bob/archive", bob(), Credentials{1001, 1001, {1001}},
                              "~bob/.forward:2");
-    CHECK(file.kind() == TargetKind::file);
+    CHECK(file.kind() == Target::Kind::file);
     CHECK(file.provenance == "~bob/.forward:2");
     REQUIRE(file.credentials);
     CHECK(file.credentials->uid == 1001);
@@ -34,13 +34,13 @@ TEST_CASE("a target is a mailbox, a file, a command or a remote address, each wi
 
     auto command = Target::command("list@host.example", "/usr/bin/list-post x", UserInfo{"nobody", 65534, 65534, "/", "", ""},
                                    Credentials{65534, 65534, {}}, "aliases:12");
-    CHECK(command.kind() == TargetKind::command);
+    CHECK(command.kind() == Target::Kind::command);
     CHECK(command.user.name == "nobody");
     CHECK(std::get<CommandTarget>(command.what).command == "/usr/bin/list-post x");
     CHECK(command.describe() == "command \"/usr/bin/list-post x\"");
 
     auto remote = Target::remote("carol@elsewhere.example", "aliases:3");
-    CHECK(remote.kind() == TargetKind::remote);
+    CHECK(remote.kind() == Target::Kind::remote);
     CHECK(remote.address == "carol@elsewhere.example");
     CHECK(remote.describe() == "remote carol@elsewhere.example");
 }
