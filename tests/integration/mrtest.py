@@ -64,18 +64,24 @@ class Sandbox:
             group.append(f"{name}:x:{gid}:")
         passwd.append(f"root:x:0:0:root:/root:/bin/sh")
         group.append("root:x:0:")
+        # default_privs: commands and files of a root-owned aliases database run as it.
+        passwd.append("nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin")
+        group.append("nogroup:x:65534:")
         # A supplementary group numbered below the users' own, as on real systems
         # ("users", 100): the kernel sorts the group list a delivery switches to.
         group.append(f"users:x:100:{','.join(USERS)}")
         self.passwd = self.write("passwd", "\n".join(passwd) + "\n")
         self.group = self.write("group", "\n".join(group) + "\n")
         self.spool = os.path.join(self.dir, "spool")
+        self.aliases = os.path.join(self.dir, "aliases")
         settings = {
             "myhostname": "test.example",
             "spool_dir": self.spool,
             "mail_spool_dir": self.mail,
             "log": self.log,
             "lock_timeout": "10s",
+            # Never the machine's /etc/aliases: a test writes its own (self.aliases).
+            "aliases": os.path.join(self.dir, "aliases"),
         }
         settings.update(config)
         self.conf = self.write("mailroom.conf",
