@@ -99,6 +99,11 @@ core::Result<uid_t> SystemExpansionSources::aliases_owner() const {
     if (!db) return core::unexpected(db.error());
     // A command from an aliases entry with no database behind it cannot exist.
     if (!*db) return core::unexpected_errno("open " + alias_db_path(aliases_path_), ENOENT);
+    // Trusted by its owner only: a database others may write gives no rights to run
+    // anything (its lists of addresses still work).
+    struct stat st {};
+    if (::stat((*db)->path().c_str(), &st) != 0) return core::unexpected_errno("stat " + (*db)->path());
+    if (auto why = writable_reason(st.st_mode); !why.empty()) return core::unexpected_input("is " + why);
     return (*db)->owner_uid();
 }
 

@@ -46,7 +46,12 @@ RunAs run_as(const Leaf& leaf, const core::UserDb& users, const RunAsFacts& fact
             break;
         case Provenance::Kind::aliases: {
             auto owner = facts.aliases_owner();
-            if (!owner) return refused(Status::temp("4.3.0", "cannot examine the aliases database: " + owner.error().message()));
+            if (!owner) {
+                if (owner.error().code) {
+                    return refused(Status::temp("4.3.0", "cannot examine the aliases database: " + owner.error().message()));
+                }
+                return refused(Status::perm("5.7.1", "the aliases database " + owner.error().message()));
+            }
             found = account_of_uid(*owner, users, settings, "the aliases database");
             break;
         }

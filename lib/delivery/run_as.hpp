@@ -6,7 +6,7 @@
 //     the aliases database      its owner; default_privs when that is root
 //     an :include: file         its owner; default_privs when that is root
 // uid 0 never runs a file or command target: a default_privs of root is refused (5.7.1),
-// as is an :include: file that others may now write, or one that is gone.
+// as is an aliases database or :include: file that others may now write, or one that is gone.
 // Must never: trust anything of the leaf but the names it carries, or throw.
 #pragma once
 
@@ -25,7 +25,8 @@ namespace mailroom::mail {
 class RunAsFacts {
 public:
     virtual ~RunAsFacts() = default;
-    // The owner of the aliases database (errno error when it cannot be examined).
+    // The owner of the aliases database (errno error when it cannot be examined; an
+    // input error when others may write it).
     virtual core::Result<uid_t> aliases_owner() const = 0;
     // The owner of an :include: file, examined without following a symbolic link;
     // an input error when others may write it.

@@ -91,6 +91,12 @@ TEST_CASE("Aliases come from the compiled database with their file:line; without
     REQUIRE((*team)->targets.size() == 2);
     CHECK((*team)->targets[1].at.line == 3);
     CHECK(*sources.aliases_owner() == ::geteuid());
+    // A database others may write names no one to run anything as.
+    ::chmod(alias_db_path(aliases).c_str(), 0664);
+    auto writable = sources.aliases_owner();
+    REQUIRE_FALSE(writable);
+    CHECK(writable.error().message() == "is writable by its group");
+    ::chmod(alias_db_path(aliases).c_str(), 0644);
     // The compiler adds postmaster when the file has none.
     auto postmaster = sources.alias("postmaster");
     REQUIRE(postmaster);
