@@ -144,6 +144,27 @@ class AliasDelivery(aliastest.AliasCase):
         self.assertLogged(q2, f"bob+other@{D}")
         self.assertLogged(q3, f"dave@{D}", orig_to=f"alice+foo@{D}")
 
+    def test_sendmail_odi_expands_before_it_exits(self):
+        self.aliases("postmaster: root\npair: bob, carol\n")
+        result = self.box.sendmail(["-odi", "-f", "alice", "pair"],
+                                   mrtest.message("at once", extra_headers="X-Seq: i1\n"))
+        self.assertExit(result, 0)
+        self.assertDone()
+        self.assertDeliveredTo("bob", "i1", f"bob@{D}")
+        self.assertDeliveredTo("carol", "i1", f"carol@{D}")
+
+    def test_a_syntax_error_keeps_the_old_database_for_delivery(self):
+        # newaliases itself: test_newaliases.py::NewaliasesTest::test_syntax_error_keeps_the_old_database
+        self.aliases("postmaster: root\npair: bob, carol\n")
+        with open(self.box.aliases, "w") as f:
+            f.write("postmaster: root\npair: dave\nbroken line\n")
+        self.assertExit(self.box.run("newaliases", []), 65, r"aliases:3: error: ")
+        queue_id = self.send(["pair"], "k1")
+        self.assertDone()
+        self.assertCopies(["bob", "carol"], "k1", 1)
+        self.assertEqual(self.seqs("dave"), [])
+        self.assertLogged(queue_id, f"carol@{D}", orig_to=f"pair@{D}")
+
     def test_leaves_are_recorded_in_the_entry_before_delivery(self):
         # dave's mailbox is a folder: his leaf is deferred, so the entry stays to be read.
         os.mkdir(self.box.mbox_path("dave"))

@@ -89,6 +89,19 @@ class Commands(aliastest.AliasCase):
         self.assertEqual(read_env(self.read_out("env"))["USER"], "carol")
         self.assertEqual(self.seqs("bob"), ["p2"])
 
+    @unittest.skipUnless(mrtest.IS_ROOT, "needs root: the file must belong to root and the command run as nobody")
+    def test_a_command_from_a_root_owned_include_file_runs_as_nobody_not_root(self):
+        record = self.script("record.sh", RECORD)
+        members = os.path.join(self.box.dir, "members")
+        with open(members, "w") as f:
+            f.write(f"\"|{record}\"\n")
+        self.assertEqual(os.stat(members).st_uid, 0)
+        self.aliases(f"postmaster: root\nlist: :include:{members}\n")
+        self.send(["list"], "p3")
+        self.assertDone()
+        self.assertEqual(self.read_out("uid").strip(), "65534")
+        self.assertEqual(read_env(self.read_out("env"))["USER"], "nobody")
+
     def test_exit_75_defers_and_only_the_command_is_tried_again(self):
         flaky = self.script("flaky.sh", """echo run >> $OUT/runs
 if [ ! -e $OUT/once ]; then : > $OUT/once; echo "mailbox busy"; exit 75; fi
