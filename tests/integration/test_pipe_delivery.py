@@ -15,6 +15,7 @@ runner after sendmail -odq:
 Each command leaves its proof of running in out/; each "never ran" looks for it."""
 import mailbox
 import os
+import signal
 import time
 import unittest
 
@@ -173,10 +174,25 @@ cat > $OUT/delivered
 class Timeout(aliastest.AliasCase):
     config = {"command_timeout": "2s"}
 
+    def kill_leftovers(self):
+        """Should the runner leave the command or its sleep running, end them (by
+        the pids they wrote), so that a failed test leaves nothing behind."""
+        for name in ("child", "grandchild"):
+            try:
+                pid = int(self.read_out(name))
+            except (OSError, ValueError):
+                continue
+            if not aliastest.process_gone(pid):
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+
     def test_a_command_past_command_timeout_is_killed_with_its_group_and_bounced(self):
         slow = self.script("slow.sh", "sleep 60 &\necho $! > $OUT/grandchild\necho $$ > $OUT/child\n"
                                       "echo started\nsleep 60\necho finished > $OUT/finished\n")
         self.aliases(f"postmaster: root\nslow: \"|{slow}\", bob\n")
+        self.addCleanup(self.kill_leftovers)
         started = time.monotonic()
         queue_id = self.send(["slow"], "k1")
         took = time.monotonic() - started
