@@ -15,9 +15,40 @@ bool is_postmaster(const std::string& address) {
     return iequals_ascii(std::string_view(address).substr(0, address.rfind('@')), "postmaster");
 }
 
-// Queues a notice about `indexes` of the entry; returns its queue ID.
+// A recipient or a leaf a notice may report on.
+struct Reported {
+    size_t index;          // in the state log: a recipient's or a leaf's
+    std::string address;   // the final recipient
+    std::string original;  // the envelope recipient, when it differs
+    std::string owner;     // where the notice goes instead of the sender ("" = the sender)
+    const RecipientState* state;
+};
+
+// Every unexpanded recipient and every current leaf in the given phase whose
+// sender (or owner) was not yet told of it.
+std::vector<Reported> in_phase(const LockedEntry& entry, RecipientPhase phase) {
+    std::vector<Reported> found;
+    const auto& envelope = entry.envelope();
+    const EntryState& state = entry.state();
+    for (size_t i = 0; i < envelope.recipients.size(); ++i) {
+        if (!state.expanded(i)) {
+            const RecipientState& own = state.recipients[i];
+            if (own.phase == phase && !own.notified) found.push_back({i, envelope.recipients[i], "", "", &own});
+            continue;
+        }
+        for (const LeafState* leaf : state.current_leaves(i)) {
+            if (leaf->state.phase != phase || leaf->state.notified) continue;
+            const std::string& original = envelope.recipients[i];
+            found.push_back({leaf->leaf.index, leaf->leaf.address,
+                             iequals_ascii(leaf->leaf.address, original) ? "" : original, leaf->leaf.owner, &leaf->state});
+        }
+    }
+    return found;
+}
+
+// Queues a notice about `reported`; returns its queue ID.
 core::Result<std::string> queue_notice(const RunnerContext& context, const LockedEntry& entry, const Message& message,
-                                       NoticeKind kind, const std::vector<size_t>& indexes, const std::string& to,
+                                       NoticeKind kind, const std::vector<Reported>& reported, const std::string& to,
                                        std::time_t now) {
     const auto& envelope = entry.envelope();
     auto writer = QueueWriter::begin(context.spool);
@@ -34,13 +65,12 @@ core::Result<std::string> queue_notice(const RunnerContext& context, const Locke
     if (envelope.sender.empty()) {
         request.postmaster_note = "This report goes to the postmaster because the message had no sender to return it to.";
     }
-    for (size_t index : indexes) {
-        const auto& state = entry.state().recipients[index];
+    for (const Reported& item : reported) {
+        const RecipientState& state = *item.state;
         Status status = kind == NoticeKind::failure
                             ? Status::perm(state.code[0] == '5' ? state.code : "5.0.0", state.text)
                             : Status::temp(state.code[0] == '4' ? state.code : "4.0.0", state.text);
-        ReportedRecipient recipient{envelope.recipients[index], "", status, "", state.last_try};
-        request.recipients.push_back(std::move(recipient));
+        request.recipients.push_back(ReportedRecipient{item.address, item.original, status, "", state.last_try});
     }
     auto notice = compose_notice(request, message);
     if (!notice) return core::unexpected(notice.error());
@@ -54,33 +84,26 @@ core::Result<std::string> queue_notice(const RunnerContext& context, const Locke
     return writer->id();
 }
 
-// Failure notice for every failed recipient not yet reported: to the sender, to
-// postmaster when the sender is null, to nobody when that was postmaster already.
-}  // namespace
-
-void report_failures(const RunnerContext& context, LockedEntry& entry, const Message& message, std::time_t now,
-                     std::vector<std::string>& queued) {
-    std::vector<size_t> failed;
-    const auto& recipients = entry.state().recipients;
-    for (size_t i = 0; i < recipients.size(); ++i) {
-        if (recipients[i].phase == RecipientPhase::failed && !recipients[i].notified) failed.push_back(i);
-    }
-    if (failed.empty()) return;
+// One failure notice for the failures that go to one place: the sender, postmaster
+// when the sender is null, an owner-NAME of the list they came through; to nobody
+// when that was postmaster already.
+void report_to(const RunnerContext& context, LockedEntry& entry, const Message& message, std::time_t now,
+               const std::string& owner, const std::vector<Reported>& failed, std::vector<std::string>& queued) {
     const auto& envelope = entry.envelope();
     StateRecord notified;
     notified.kind = StateRecord::Kind::notified;
-    notified.indexes = failed;
+    for (const Reported& item : failed) notified.indexes.push_back(item.index);
     notified.time = now;
-    bool to_postmaster = envelope.sender.empty();
-    bool drop = to_postmaster && std::all_of(failed.begin(), failed.end(), [&](size_t i) {
-                    return is_postmaster(envelope.recipients[i]);
+    bool to_postmaster = owner.empty() && envelope.sender.empty();
+    bool drop = to_postmaster && std::all_of(failed.begin(), failed.end(), [&](const Reported& item) {
+                    return is_postmaster(item.address);
                 });
     if (drop) {
         notified.notice_id = "-";
         context.logs.bounce.warning(fmt::format("{}: postmaster non-delivery notification dropped: the notice itself "
                                                 "was undeliverable", entry.id()));
     } else {
-        std::string to = to_postmaster ? "postmaster@" + context.settings.myhostname : envelope.sender;
+        std::string to = !owner.empty() ? owner : to_postmaster ? "postmaster@" + context.settings.myhostname : envelope.sender;
         auto notice = queue_notice(context, entry, message, NoticeKind::failure, failed, to, now);
         if (!notice) {
             context.logs.bounce.error(fmt::format("{}: cannot queue the non-delivery notification: {}", entry.id(),
@@ -90,10 +113,30 @@ void report_failures(const RunnerContext& context, LockedEntry& entry, const Mes
         notified.notice_id = *notice;
         queued.push_back(*notice);
         context.logs.bounce.info(fmt::format("{}: {} non-delivery notification: {}", entry.id(),
-                                             to_postmaster ? "postmaster" : "sender", *notice));
+                                             !owner.empty() ? "owner " + owner : to_postmaster ? "postmaster" : "sender",
+                                             *notice));
     }
     if (auto r = entry.append({notified}); !r) {
         context.logs.qmgr.error(fmt::format("{}: cannot record the notification: {}", entry.id(), r.error().message()));
+    }
+}
+
+}  // namespace
+
+void report_failures(const RunnerContext& context, LockedEntry& entry, const Message& message, std::time_t now,
+                     std::vector<std::string>& queued) {
+    std::vector<Reported> failed = in_phase(entry, RecipientPhase::failed);
+    // One notice per place the failures go, in the order they were first met.
+    std::vector<std::string> owners;
+    for (const Reported& item : failed) {
+        if (std::find(owners.begin(), owners.end(), item.owner) == owners.end()) owners.push_back(item.owner);
+    }
+    for (const std::string& owner : owners) {
+        std::vector<Reported> group;
+        for (const Reported& item : failed) {
+            if (item.owner == owner) group.push_back(item);
+        }
+        report_to(context, entry, message, now, owner, group, queued);
     }
 }
 
@@ -103,11 +146,7 @@ void warn_of_delay(const RunnerContext& context, LockedEntry& entry, const Messa
     if (entry.state().warned || envelope.sender.empty() || !delay_warning_due(envelope.arrival(), now, context.settings)) {
         return;
     }
-    std::vector<size_t> deferred;
-    const auto& recipients = entry.state().recipients;
-    for (size_t i = 0; i < recipients.size(); ++i) {
-        if (recipients[i].phase == RecipientPhase::deferred) deferred.push_back(i);
-    }
+    std::vector<Reported> deferred = in_phase(entry, RecipientPhase::deferred);
     if (deferred.empty()) return;
     auto notice = queue_notice(context, entry, message, NoticeKind::delay, deferred, envelope.sender, now);
     if (!notice) {

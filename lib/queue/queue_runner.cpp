@@ -10,6 +10,7 @@
 #include <ctime>
 
 #include "mail/address.hpp"
+#include "queue/leaf_delivery.hpp"
 #include "queue/notices.hpp"
 
 namespace mailroom::mail {
@@ -24,41 +25,6 @@ std::string seconds_text(double seconds) {
     while (text.back() == '0') text.pop_back();
     if (text.back() == '.') text.pop_back();
     return text;
-}
-
-// What one attempt at one recipient came to, and whether it was tried at all.
-struct Attempt {
-    enum class Kind { tried, skipped };
-    Kind kind = Kind::tried;
-    Status status = Status::ok();
-    std::string relay = "local";
-};
-
-Attempt deliver_one(const RunnerContext& context, const Message& message, const Envelope& envelope,
-                    const std::string& recipient) {
-    const auto& settings = context.settings;
-    Route route = route_recipient(recipient, settings);
-    if (route.kind == Route::Kind::invalid) return {Attempt::Kind::tried, route.invalid, "none"};
-    if (route.kind == Route::Kind::remote) {
-        return {Attempt::Kind::tried, Status::temp("4.3.5", "remote delivery not configured"), "none"};
-    }
-    auto user = context.users->find(route.user);
-    if (!user) return {Attempt::Kind::tried, Status::temp("4.3.0", "user lookup failed: " + user.error().message())};
-    if (!*user) return {Attempt::Kind::tried, Status::perm("5.1.1", "unknown user: \"" + route.user + "\"")};
-    if (!context.rights.may_deliver_as((*user)->uid)) {
-        // Only a runner started as root may write another user's mailbox: leave the
-        // recipient untouched (no attempt counted) for the daemon.
-        return {Attempt::Kind::skipped, Status::temp("4.3.0", "delivery to " + route.user + " needs a runner started as root")};
-    }
-    LocalDelivery delivery;
-    delivery.user = **user;
-    delivery.recipient = route.address;
-    delivery.sender = envelope.sender;
-    delivery.mailbox = mailbox_location(settings.local, **user);
-    delivery.arrival = envelope.arrival();
-    // The writer's own text goes to the log: "delivered to mailbox", "delivered to
-    // maildir", or a repair it made first (docs/mbox.md).
-    return {Attempt::Kind::tried, deliver_local(message, delivery, settings.local, Isolation::child_process), "local"};
 }
 
 StateRecord record_for(size_t index, const Status& status, std::time_t now, std::time_t next_try) {
@@ -101,49 +67,171 @@ std::optional<LockedEntry> lock_for_run(const RunnerContext& context, std::strin
     return std::move(*attempt->entry);
 }
 
-// Tries each due recipient and records its outcome before the next one is tried.
-// False when an outcome could not be recorded: the run stops there.
-bool deliver_due(const RunnerContext& context, LockedEntry& entry, const Message& message, std::time_t now,
-                 bool force, EntryRun& run) {
-    const auto& logs = context.logs;
-    const Envelope& envelope = entry.envelope();
+// One thing to deliver in this run: a recorded leaf (its index in the state log),
+// or an unexpanded recipient that expanded to just itself (its own index).
+struct Due {
+    size_t index;
+    size_t recipient;
+    Leaf leaf;
+};
+
+Leaf leaf_of(const LeafRecord& record) {
+    auto provenance = Provenance::parse(record.provenance);
+    // A provenance that does not parse names no file, so it gives no rights: run_as
+    // refuses a file or command "from the recipient", and a mailbox needs none.
+    return Leaf{record.kind, record.address, record.target, provenance ? *provenance : Provenance{}, record.owner};
+}
+
+LeafRecord record_of(const Leaf& leaf, size_t recipient) {
+    LeafRecord record;
+    record.recipient = recipient;
+    record.kind = leaf.kind;
+    record.address = leaf.address;
+    record.provenance = leaf.provenance.token();
+    record.owner = leaf.owner;
+    record.target = leaf.target;
+    return record;
+}
+
+bool is_due(const RecipientState& state, std::time_t now, bool force) {
+    if (state.phase == RecipientPhase::delivered || state.phase == RecipientPhase::failed) return false;
+    return force || state.phase != RecipientPhase::deferred || state.next_try <= now;
+}
+
+// Expanded to nothing but itself: nothing worth recording (it is expanded again,
+// the same way, at every attempt until it is done).
+bool is_plain(const Expansion& expansion) {
+    return expansion.leaves.size() == 1 && expansion.leaves[0].provenance.kind == Provenance::Kind::recipient;
+}
+
+void log_outcome(const RunnerContext& context, const LockedEntry& entry, const Leaf& leaf,
+                 const std::string& original, const Attempt& attempt, const Status& status, double started,
+                 double finished) {
+    const auto& envelope = entry.envelope();
     double arrival = static_cast<double>(envelope.arrival_micros) / 1e6;
+    std::string orig = iequals_ascii(leaf.address, original) ? "" : ", orig_to=<" + original + ">";
+    const core::Logger& log = attempt.relay == "local" ? context.logs.local : context.logs.qmgr;
+    log.info(fmt::format("{}: to=<{}>{}, relay={}, delay={}, delays={}/0/0/{}, {}", entry.id(), leaf.address, orig,
+                         attempt.relay, seconds_text(finished - arrival), seconds_text(started - arrival),
+                         seconds_text(finished - started), status.to_log()));
+}
+
+// A temporary failure that lasted past maximal_queue_lifetime becomes permanent.
+Status final_status(const RunnerContext& context, const LockedEntry& entry, Status status, std::time_t now,
+                    bool& expired_logged) {
+    const auto& envelope = entry.envelope();
+    if (!status.is_temporary() || !is_expired(envelope.arrival(), now, context.settings)) return status;
+    if (!expired_logged) {
+        context.logs.qmgr.info(fmt::format("{}: from=<{}>, status=expired, returned to sender", entry.id(),
+                                           envelope.sender));
+        expired_logged = true;
+    }
+    return Status::perm("5.4.7", "delivery time expired; last error: " + status.code() + " " + status.text());
+}
+
+// Appends one outcome and makes it durable before the next step; false (logged,
+// run failed) when it could not be recorded.
+bool record(const RunnerContext& context, LockedEntry& entry, size_t index, const Status& status, std::time_t now,
+            const RecipientState& state, const std::string& address, EntryRun& run) {
+    auto appended = entry.append({record_for(index, status, now, next_retry(now, state.attempts + 1, context.settings))});
+    if (appended) return true;
+    context.logs.qmgr.error(fmt::format("{}: cannot record the outcome for <{}>: {}", entry.id(), address,
+                                        appended.error().message()));
+    run.outcome = EntryRun::Outcome::failed;
+    return false;
+}
+
+// Phase 1: each recipient not yet expanded (or requeued with leaves not all done)
+// is expanded, and its leaves recorded in one append before any is delivered. A
+// recipient that is just itself is not recorded but delivered as it is; one whose
+// expansion cannot finish now is deferred whole. Returns false when the spool failed.
+bool expand_due(const RunnerContext& context, LockedEntry& entry, std::time_t now, bool force,
+                std::vector<Due>& due, EntryRun& run) {
+    const Envelope& envelope = entry.envelope();
     bool expired_logged = false;
     for (size_t i = 0; i < envelope.recipients.size(); ++i) {
-        const RecipientState& state = entry.state().recipients[i];
-        if (state.phase == RecipientPhase::delivered || state.phase == RecipientPhase::failed) continue;
-        if (!force && state.phase == RecipientPhase::deferred && state.next_try > now) continue;
-        double started = context.clock->now_seconds();
-        Attempt result = deliver_one(context, message, envelope, envelope.recipients[i]);
-        double finished = context.clock->now_seconds();
-        if (result.kind == Attempt::Kind::skipped) {
-            logs.qmgr.info(fmt::format("{}: to=<{}>: left for the daemon: {}", entry.id(), envelope.recipients[i],
-                                       result.status.text()));
+        const EntryState& state = entry.state();
+        bool expanded = state.expanded(i);
+        bool again = expanded && !state.recipient_done(i) && state.requeued > state.expansions[i].time;
+        if (expanded && !again) continue;
+        if (!expanded && !is_due(state.recipients[i], now, force)) continue;
+        Expansion expansion = expand_recipient(envelope.recipients[i], context.expansion, *context.sources, context.rights);
+        if (expansion.temporary && expansion.needs_more_rights) {
+            context.logs.qmgr.info(fmt::format("{}: to=<{}>: left for the daemon: {}", entry.id(), envelope.recipients[i],
+                                               expansion.temporary->text()));
             run.exit_code = EX_TEMPFAIL;
             continue;
         }
-        Status status = result.status;
-        if (status.is_temporary() && is_expired(envelope.arrival(), now, context.settings)) {
-            status = Status::perm("5.4.7", "delivery time expired; last error: " + status.code() + " " + status.text());
-            if (!expired_logged) {
-                logs.qmgr.info(fmt::format("{}: from=<{}>, status=expired, returned to sender", entry.id(),
-                                           envelope.sender));
-                expired_logged = true;
+        if (expansion.temporary) {
+            if (expanded) continue;  // the recorded leaves stay as they are
+            Status status = final_status(context, entry, *expansion.temporary, now, expired_logged);
+            Leaf self{LeafKind::mailbox, envelope.recipients[i], "", {}, ""};
+            double at = context.clock->now_seconds();
+            log_outcome(context, entry, self, envelope.recipients[i], Attempt{Attempt::Kind::tried, status, "none", ""},
+                        status, at, at);
+            run.exit_code = worst_exit_code(run.exit_code, status.to_sysexit());
+            if (!record(context, entry, i, status, now, state.recipients[i], envelope.recipients[i], run)) return false;
+            continue;
+        }
+        if (!expanded && is_plain(expansion)) {
+            due.push_back(Due{i, i, std::move(expansion.leaves[0])});
+            continue;
+        }
+        // A requeued recipient: what was delivered is not written (nor delivered) again.
+        std::vector<LeafRecord> records;
+        for (const Leaf& leaf : expansion.leaves) {
+            bool delivered = false;
+            if (expanded) {
+                for (const LeafState* old : state.current_leaves(i)) {
+                    delivered |= old->state.phase == RecipientPhase::delivered && old->leaf.kind == leaf.kind &&
+                                 old->leaf.target == leaf.target && old->leaf.address == leaf.address;
+                }
+            }
+            if (!delivered) records.push_back(record_of(leaf, i));
+        }
+        if (auto r = entry.append_expansion(i, now, std::move(records)); !r) {
+            context.logs.qmgr.error(fmt::format("{}: cannot record the expansion of <{}>: {}", entry.id(),
+                                                envelope.recipients[i], r.error().message()));
+            run.outcome = EntryRun::Outcome::failed;
+            return false;
+        }
+    }
+    // Every current leaf that is due, in file order.
+    const EntryState& state = entry.state();
+    for (size_t i = 0; i < envelope.recipients.size(); ++i) {
+        if (!state.expanded(i)) continue;
+        for (const LeafState* leaf : state.current_leaves(i)) {
+            if (is_due(leaf->state, now, force || state.requeued > state.expansions[i].time)) {
+                due.push_back(Due{leaf->leaf.index, i, leaf_of(leaf->leaf)});
             }
         }
-        auto record = record_for(i, status, now, next_retry(now, state.attempts + 1, context.settings));
-        // The outcome reaches the disk before the next recipient is tried: after a
-        // crash, only this one recipient can be delivered twice.
-        auto appended = entry.append({record});
-        const core::Logger& log = result.relay == "local" ? logs.local : logs.qmgr;
-        log.info(fmt::format("{}: to=<{}>, relay={}, delay={}, delays={}/0/0/{}, {}", entry.id(),
-                             envelope.recipients[i], result.relay, seconds_text(finished - arrival),
-                             seconds_text(started - arrival), seconds_text(finished - started), status.to_log()));
+    }
+    std::sort(due.begin(), due.end(), [](const Due& a, const Due& b) { return a.index < b.index; });
+    return true;
+}
+
+// Phase 2: delivers each due leaf and records its outcome before the next one is
+// tried, so after a crash only that one leaf can be delivered twice.
+bool deliver_due(const RunnerContext& context, LockedEntry& entry, const Message& message, std::time_t now,
+                 const std::vector<Due>& due, EntryRun& run) {
+    const Envelope& envelope = entry.envelope();
+    bool expired_logged = false;
+    for (const Due& item : due) {
+        const std::string& original = envelope.recipients[item.recipient];
+        double started = context.clock->now_seconds();
+        Attempt attempt = deliver_leaf(context, message, envelope, item.leaf, original);
+        double finished = context.clock->now_seconds();
+        if (attempt.kind == Attempt::Kind::skipped) {
+            context.logs.qmgr.info(fmt::format("{}: to=<{}>: left for the daemon: {}", entry.id(), item.leaf.address,
+                                               attempt.status.text()));
+            run.exit_code = EX_TEMPFAIL;
+            continue;
+        }
+        Status status = final_status(context, entry, attempt.status, now, expired_logged);
+        log_outcome(context, entry, item.leaf, original, attempt, status, started, finished);
         run.exit_code = worst_exit_code(run.exit_code, status.to_sysexit());
-        if (!appended) {
-            logs.qmgr.error(fmt::format("{}: cannot record the outcome for <{}>: {}", entry.id(),
-                                        envelope.recipients[i], appended.error().message()));
-            run.outcome = EntryRun::Outcome::failed;
+        const RecipientState* state = entry.state().target_state(item.index);
+        if (!record(context, entry, item.index, status, now, state ? *state : RecipientState{}, item.leaf.address, run)) {
             return false;
         }
     }
@@ -188,7 +276,9 @@ EntryRun run_entry(const RunnerContext& context, std::string_view id, bool force
     context.logs.qmgr.info(fmt::format("{}: from=<{}>, size={}, nrcpt={} (queue active)", id, envelope.sender,
                                        entry->message_size(), envelope.recipients.size()));
     std::time_t now = context.clock->now();
-    if (!deliver_due(context, *entry, *message, now, force, run)) return run;
+    std::vector<Due> due;
+    if (!expand_due(context, *entry, now, force, due, run)) return run;
+    if (!deliver_due(context, *entry, *message, now, due, run)) return run;
     report_failures(context, *entry, *message, now, run.notices);
     warn_of_delay(context, *entry, *message, now, run.notices);
     finish(context, *entry, now, run);

@@ -1,5 +1,8 @@
 #include "queue/runner_context.hpp"
 
+#include "delivery/alias_db.hpp"
+#include "delivery/expansion_sources.hpp"
+
 namespace mailroom::mail {
 
 namespace {
@@ -19,12 +22,23 @@ RunnerLogs RunnerLogs::open(const std::string& destination, bool echo_to_stderr)
 }
 
 RunnerContext RunnerContext::from_config(const core::Config& config, const Spool& spool, bool echo_to_stderr) {
+    auto users = std::make_shared<core::NssUserDb>();
+    auto environment = ExpansionEnvironment::from_config(config, users);
+    RunnerLogs logs = RunnerLogs::open(config.str("log"), echo_to_stderr);
+    // As Postfix and sendmail warn: aliases edited but not compiled are not in use.
+    if (auto fresh = check_alias_db_freshness(config.str("aliases")); !fresh.warning().empty()) {
+        logs.qmgr.warning(fresh.warning());
+    }
     return RunnerContext{spool,
                          QueueSettings::from_config(config),
-                         std::make_shared<core::NssUserDb>(),
-                         RunnerLogs::open(config.str("log"), echo_to_stderr),
+                         users,
+                         std::move(logs),
                          std::make_shared<core::SystemClock>(),
-                         DeliveryRights::of_this_process()};
+                         DeliveryRights::of_this_process(),
+                         environment.settings,
+                         environment.sources,
+                         environment.sources,
+                         environment.run_as};
 }
 
 }  // namespace mailroom::mail

@@ -1,6 +1,7 @@
 // Everything a queue runner works with, built once: the spool, the settings from
-// the configuration, the account database, the three log roles, the clock and
-// the rights of this process. `mta -q`, `mta -d`, `sendmail -odi` and
+// the configuration, the account database, the three log roles, the clock, the
+// rights of this process, and the sources expansion reads (aliases.cdb, .forward
+// and :include: files). `mta -q`, `mta -d`, `sendmail -odi` and
 // `mailctl flush` all get theirs from `from_config`, so they cannot drift apart;
 // tests build one by hand with fakes (a FixedClock, a fake UserDb, captured logs).
 // Must never: hold a mutable global, or decide rights from anything but `rights`.
@@ -13,6 +14,8 @@
 #include "core/log.hpp"
 #include "core/users.hpp"
 #include "delivery/delivery_rights.hpp"
+#include "delivery/expander.hpp"
+#include "delivery/run_as.hpp"
 #include "queue/queue_policy.hpp"
 #include "queue/spool.hpp"
 
@@ -36,6 +39,12 @@ struct RunnerContext {
     RunnerLogs logs;
     std::shared_ptr<const core::Clock> clock;
     DeliveryRights rights;
+    // Expansion: where aliases, .forward and :include: files come from, and the
+    // facts that decide who a file or command runs as.
+    ExpansionSettings expansion;
+    std::shared_ptr<const ExpansionSources> sources;
+    std::shared_ptr<const RunAsFacts> facts;
+    RunAsSettings run_as;
 
     // The real thing: settings and logs from `config`, accounts through NSS, the
     // system clock, this process's rights.

@@ -2,6 +2,7 @@
 #include "queue/queue_runner.hpp"
 
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <sysexits.h>
 #include <unistd.h>
 
@@ -9,6 +10,8 @@
 #include <map>
 #include <string>
 
+#include "delivery/alias_db.hpp"
+#include "delivery/expansion_sources.hpp"
 #include "support/test_support.hpp"
 
 using namespace mailroom;
@@ -24,7 +27,8 @@ namespace {
 class OwnAccounts final : public core::UserDb {
 public:
     core::Result<std::optional<core::UserInfo>> find(std::string_view name) const override {
-        if (name == "nobody-here" || name == "postmaster") return std::optional<core::UserInfo>();
+        // No postmaster and no root: a failed notice to postmaster has nowhere to go.
+        if (name == "nobody-here" || name == "postmaster" || name == "root") return std::optional<core::UserInfo>();
         return std::optional<core::UserInfo>(core::UserInfo{std::string(name), ::geteuid(), ::getegid(), "/", "/bin/sh", ""});
     }
     core::Result<std::optional<core::UserInfo>> find_uid(uid_t) const override { return std::optional<core::UserInfo>(); }
@@ -50,7 +54,10 @@ struct Harness {
     RunnerContext context() {
         RunnerLogs logs{core::Logger::capture("qmgr", &qmgr_lines), core::Logger::capture("local", &local_lines),
                         core::Logger::capture("bounce", &bounce_lines)};
-        return RunnerContext{spool, settings, users, std::move(logs), clock, rights};
+        auto sources = std::make_shared<SystemExpansionSources>(tmp.path + "/aliases", users, ForwardPathSettings{});
+        ExpansionSettings expansion;
+        expansion.routing = settings.routing();
+        return RunnerContext{spool, settings, users, std::move(logs), clock, rights, expansion, sources, sources, {}};
     }
     // One run of the entry with the clock at `now`.
     EntryRun run_at(const std::string& id, std::time_t now, bool force) {
@@ -269,4 +276,108 @@ TEST_CASE("A runner that may not act as a recipient's user leaves it untouched f
         CHECK(h.run_at(id, ::time(nullptr), false).outcome == EntryRun::Outcome::finished);
         CHECK_THAT(h.mailbox("bob"), Catch::Contains("Delivered-To: bob@host.example\n"));
     }
+}
+
+namespace {
+
+// Compiles `text` as the harness's aliases file and database.
+void use_aliases(Harness& h, const std::string& text) {
+    std::string path = h.tmp.path + "/aliases";
+    spit(path, text);
+    auto file = read_aliases_file(path);
+    REQUIRE(file);
+    REQUIRE(compile_alias_db(*file, alias_db_path(path)));
+}
+
+size_t messages_in(const std::string& mbox) {
+    size_t count = 0;
+    for (size_t at = 0; (at = mbox.find("From alice@host.example ", at)) != std::string::npos; ++at) ++count;
+    return count;
+}
+
+}  // namespace
+
+TEST_CASE("An alias delivers to each member, logged with orig_to; an unknown member bounces to the sender",
+          "[runner][expansion]") {
+    Harness h;
+    use_aliases(h, "team: bob, carol,\n  nobody-here\n");
+    auto id = h.submit("alice@host.example", {"team@host.example", "dave@host.example"});
+    auto run = h.run_at(id, ::time(nullptr), false);
+    CHECK(run.outcome == EntryRun::Outcome::finished);
+    CHECK_THAT(h.mailbox("bob"), Catch::Contains("Delivered-To: bob@host.example\n"));
+    CHECK_THAT(h.mailbox("carol"), Catch::Contains("Delivered-To: carol@host.example\n"));
+    CHECK_THAT(h.mailbox("dave"), Catch::Contains("Delivered-To: dave@host.example\n"));
+    CHECK(any_line_contains(h.local_lines, "to=<bob@host.example>, orig_to=<team@host.example>, relay=local"));
+    CHECK(any_line_contains(h.local_lines, "to=<nobody-here@host.example>, orig_to=<team@host.example>, relay=local"));
+    CHECK(any_line_contains(h.local_lines, "to=<dave@host.example>, relay=local"));
+    REQUIRE(run.notices.size() == 1);  // the unknown member bounced to the sender
+}
+
+TEST_CASE("Leaves are recorded with their own state; a partial failure retries only the failed leaves",
+          "[runner][expansion]") {
+    Harness h;
+    use_aliases(h, "team: bob, carol\n");
+    spit(h.tmp.path + "/carol", "");
+    ::chmod((h.tmp.path + "/carol").c_str(), 0600);
+    pid_t holder = mailroom::test::hold_lock_in_child(h.tmp.path + "/carol", std::chrono::milliseconds(1500));
+    auto id = h.submit("alice@host.example", {"team@host.example"});
+    std::time_t now = ::time(nullptr);
+    auto first = h.run_at(id, now, false);
+    int status = 0;
+    ::waitpid(holder, &status, 0);
+    CHECK(first.outcome == EntryRun::Outcome::waiting);
+    auto seen = read_entry(h.spool, QueueFolder::queue, id);
+    REQUIRE(seen);
+    REQUIRE(seen->state.expanded(0));
+    auto leaves = seen->state.current_leaves(0);
+    REQUIRE(leaves.size() == 2);
+    CHECK(leaves[0]->state.phase == RecipientPhase::delivered);
+    CHECK(leaves[1]->state.phase == RecipientPhase::deferred);
+
+    auto second = h.run_at(id, now + 3600, false);
+    CHECK(second.outcome == EntryRun::Outcome::finished);
+    CHECK(messages_in(h.mailbox("bob")) == 1);
+    CHECK(messages_in(h.mailbox("carol")) == 1);
+}
+
+TEST_CASE("The failure notice of a list member goes to owner-NAME, not to the sender", "[runner][expansion]") {
+    Harness h;
+    use_aliases(h, "list: bob, nobody-here\nowner-list: carol\n");
+    auto id = h.submit("alice@host.example", {"list@host.example"});
+    auto run = h.run_at(id, ::time(nullptr), false);
+    REQUIRE(run.notices.size() == 1);
+    auto notice = read_entry(h.spool, QueueFolder::queue, run.notices[0]);
+    REQUIRE(notice);
+    CHECK(notice->envelope.recipients == std::vector<std::string>{"owner-list@host.example"});
+    CHECK(any_line_contains(h.bounce_lines, "owner owner-list@host.example non-delivery notification"));
+}
+
+TEST_CASE("mailctl requeue re-expands a recipient whose leaves are not all done, without delivering the done ones again",
+          "[runner][expansion]") {
+    Harness h;
+    use_aliases(h, "team: bob, carol\n");
+    spit(h.tmp.path + "/carol", "");
+    ::chmod((h.tmp.path + "/carol").c_str(), 0600);
+    pid_t holder = mailroom::test::hold_lock_in_child(h.tmp.path + "/carol", std::chrono::milliseconds(1500));
+    auto id = h.submit("alice@host.example", {"team@host.example"});
+    std::time_t now = ::time(nullptr);
+    h.run_at(id, now, false);
+    int status = 0;
+    ::waitpid(holder, &status, 0);
+
+    use_aliases(h, "team: bob, dave\n");  // carol left the list meanwhile
+    {
+        auto locked = LockedEntry::lock(h.spool, QueueFolder::queue, id);
+        REQUIRE(locked);
+        REQUIRE(locked->entry);
+        StateRecord requeued;
+        requeued.kind = StateRecord::Kind::requeued;
+        requeued.time = now + 1;
+        REQUIRE(locked->entry->append({requeued}));
+    }
+    auto again = h.run_at(id, now + 2, false);
+    CHECK(again.outcome == EntryRun::Outcome::finished);
+    CHECK(messages_in(h.mailbox("bob")) == 1);
+    CHECK(messages_in(h.mailbox("carol")) == 0);
+    CHECK(messages_in(h.mailbox("dave")) == 1);
 }
