@@ -126,6 +126,16 @@ def kill_everything_below_us(proc):
             break
 
 
+def aliases_runner():
+    """(name, uid, home, shell) that commands and files from the sandbox's aliases
+    database run as: default_privs (nobody) when root owns the database, as it does
+    when the tests run as root; otherwise its owner (docs/aliases.md), the caller,
+    whom the sandbox's passwd names by its first user with that uid."""
+    if mrtest.IS_ROOT:
+        return "nobody", 65534, "/nonexistent", "/usr/sbin/nologin"
+    return mrtest.USERS[0], os.getuid(), None, "/bin/sh"
+
+
 class AliasCase(mrtest.TestCase):
     """A sandbox with an aliases file, a world-writable `out/` folder for the proof
     files of commands, and helpers to submit, run the queue and read the results."""

@@ -202,7 +202,8 @@ class Trace(aliastest.AliasCase):
         self.assertRegex(text, rf"(?m)^\s*alias team \({aliases}:2\)")
         self.assertRegex(text, rf"(?m)^\s*-> mailbox {re.escape(self.box.mbox_path('bob'))} \(mbox\), written as bob "
                                rf"\(uid {self.box.uids['bob']}\)$")
-        self.assertRegex(text, rf"(?m)^\s*-> command \|touch {re.escape(self.marker)}, run as nobody \(uid 65534\), "
+        name, uid, _, _ = aliastest.aliases_runner()
+        self.assertRegex(text, rf"(?m)^\s*-> command \|touch {re.escape(self.marker)}, run as {name} \(uid {uid}\), "
                                rf"named at {aliases}:2$")
         self.assertRegex(text, r"(?m)^\s*~carol/\.forward")
         self.assertRegex(text, rf"(?m)^\s*-> mailbox {re.escape(self.box.mbox_path('carol'))} \(mbox\), written as carol")
@@ -247,7 +248,8 @@ class Trace(aliastest.AliasCase):
             by_kind.setdefault(leaf["kind"], []).append(leaf)
         self.assertEqual(sorted(l["target"] for l in by_kind["mailbox"]), ["bob", "carol"])
         commands = {l["target"]: l for l in by_kind["command"]}
-        self.assertEqual(commands[f"touch {self.marker}"]["user"], {"name": "nobody", "uid": 65534})
+        name, uid, _, _ = aliastest.aliases_runner()
+        self.assertEqual(commands[f"touch {self.marker}"]["user"], {"name": name, "uid": uid})
         self.assertEqual(commands[f"touch {self.marker}.forward"]["user"]["uid"], self.box.uids["carol"])
         self.assertEqual(by_kind["error"][0]["status"]["code"], "5.1.1")
         self.assertFalse(os.path.exists(self.marker))
