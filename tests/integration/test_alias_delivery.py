@@ -108,6 +108,10 @@ class AliasDelivery(aliastest.AliasCase):
                         notice.as_string())
         self.assertIn("o1", notice.as_string())  # the original message (headers) goes along
         self.assertEqual(len([l for l in self.log() if queue_id in l and "status=bounced" in l]), 2)
+        # The notice's envelope recipient is owner-team, which the runner expands in turn.
+        self.assertTrue([l for l in self.log() if f"to=<dave@{D}>, orig_to=<owner-team@{D}>" in l
+                         and "status=sent" in l], "\n".join(self.log()))
+        self.assertEqual(self.seqs("dave"), [])  # dave got the notice, not the message
 
     def test_error_target_bounces_with_its_code_and_text(self):
         self.aliases("postmaster: root\nformer: error:5.1.6 left the company in May\n")

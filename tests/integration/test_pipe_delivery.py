@@ -134,6 +134,21 @@ cat > $OUT/delivered
         self.assertNotice("alice", "5.3.0", r"no such list: quux-7781")
         self.assertLogged(queue_id, f"failing@{D}", orig_to=f"failing@{D}", status="bounced", dsn="5.3.0")
 
+    def test_only_the_first_4_kb_of_the_output_go_into_the_bounce(self):
+        chatty = self.script("chatty.sh", "echo start-of-output\nhead -c 20000 /dev/zero | tr '\\0' x\n"
+                                          "echo; echo end-of-output\nexit 2\n")
+        self.aliases(f"postmaster: root\nchatty: \"|{chatty}\"\n")
+        self.send(["chatty"], "c1")
+        self.assertDone()
+        notice = self.assertNotice("alice", "5.3.0")
+        # The human-readable part (long lines may be folded there).
+        text = next(part for part in notice.walk() if part.get_content_type() == "text/plain")
+        text = text.get_payload(decode=True).decode(errors="replace")
+        self.assertIn("start-of-output", text)
+        self.assertNotIn("end-of-output", text)
+        self.assertGreater(text.count("x"), 3000, "the output is not in the bounce")
+        self.assertLessEqual(text.count("x"), 4096, "more than 4 KB of output in the bounce")
+
     def test_output_4_2_1_defers_whatever_the_exit_code_and_shows_in_mailq(self):
         later = self.script("later.sh", "echo run >> $OUT/runs\necho '4.2.1 try later'\nexit 1\n")
         self.aliases(f"postmaster: root\nlater: \"|{later}\"\n")
