@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -90,7 +91,8 @@ void close_all_but(const std::vector<int>& keep) {
 }
 
 [[noreturn]] void run_child(const Subprocess::Body* body, char* const* argv, char* const* envp,
-                            const SubprocessOptions& options, int stdin_fd, int output_fd, int report_fd) {
+                            const SubprocessOptions& options, int stdin_fd, int output_fd, int report_fd,
+                            pid_t parent) {
     // Its own session and process group: the parent kills the group, never just the child.
     if (::setsid() < 0) child_fail(report_fd, "setsid", errno);
     if (::dup2(stdin_fd, STDIN_FILENO) < 0 || ::dup2(output_fd, STDOUT_FILENO) < 0 ||
@@ -105,6 +107,12 @@ void close_all_but(const std::vector<int>& keep) {
         auto switched = PrivilegeSwitch::become(*options.credentials, PrivilegeSwitch::Mode::permanent, options.root);
         if (!switched) child_fail(report_fd, switched.error().message(), switched.error().errno_value());
     }
+    // Its own group keeps it out of a kill aimed at the parent's group, so it dies
+    // with the parent instead: a runner killed (the daemon's SIGTERM grace time
+    // over, kill -9) leaves no delivery writing on. Set after the switch, which
+    // clears it; the parent may already be gone, then so is this child.
+    if (::prctl(PR_SET_PDEATHSIG, SIGKILL) != 0) child_fail(report_fd, "prctl PR_SET_PDEATHSIG", errno);
+    if (::getppid() != parent) ::_exit(setup_failed_code);
     // As the user: a home on NFS with root squashed is reachable only so.
     if (!options.working_directory.empty() && ::chdir(options.working_directory.c_str()) != 0 && ::chdir("/") != 0)
         child_fail(report_fd, "chdir /", errno);
@@ -212,11 +220,12 @@ Result<Subprocess> Subprocess::spawn(const Body* body, const std::vector<std::st
     std::vector<char*> env = c_strings(options.environment);
 
     const int child_stdin = options.stdin_fd >= 0 ? options.stdin_fd : in->read.get();
+    const pid_t parent = ::getpid();
     pid_t pid = ::fork();
     if (pid < 0) return unexpected_errno("fork");
     if (pid == 0) {
         run_child(body, argv ? args.data() : nullptr, env.data(), options, child_stdin, out->write.get(),
-                  report->write.get());
+                  report->write.get(), parent);
     }
     // A given stdin: no pipe to feed.
     if (options.stdin_fd >= 0) in->write.reset();

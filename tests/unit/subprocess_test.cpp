@@ -271,3 +271,31 @@ TEST_CASE("an exec'd child gets SIGPIPE and SIGXFSZ back at their defaults", "[s
     REQUIRE(WIFEXITED(status));
     CHECK(WEXITSTATUS(status) == 0);
 }
+
+TEST_CASE("a child dies with the process that started it, even one killed without a chance to clean up",
+          "[subprocess]") {
+    int pids[2];
+    REQUIRE(::pipe(pids) == 0);
+    pid_t runner = ::fork();
+    REQUIRE(runner >= 0);
+    if (runner == 0) {
+        // A runner that starts a long child, says its pid, and is then killed -9:
+        // no destructor runs, and the child is in a group of its own.
+        ::close(pids[0]);
+        auto child = Subprocess::exec({"/bin/sleep", "30"}, {});
+        if (!child) ::_exit(1);
+        std::string pid = std::to_string(child->pid()) + "\n";
+        (void)!::write(pids[1], pid.data(), pid.size());
+        ::pause();
+        ::_exit(0);
+    }
+    ::close(pids[1]);
+    char buf[32] = {};
+    REQUIRE(::read(pids[0], buf, sizeof buf - 1) > 0);
+    ::close(pids[0]);
+    pid_t child = std::stoi(buf);
+    ::kill(runner, SIGKILL);
+    int status = 0;
+    ::waitpid(runner, &status, 0);
+    CHECK(gone_or_dead(child));
+}
