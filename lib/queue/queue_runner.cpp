@@ -129,11 +129,17 @@ Status final_status(const RunnerContext& context, const LockedEntry& entry, Stat
     return Status::perm("5.4.7", "delivery time expired; last error: " + status.code() + " " + status.text());
 }
 
-// Appends one outcome and makes it durable before the next step; false (logged,
-// run failed) when it could not be recorded.
+// Appends one outcome and makes it durable before the next step (unless the
+// entry is removed at once); false (logged, run failed) when it could not be recorded.
 bool record(const RunnerContext& context, LockedEntry& entry, size_t index, const Status& status, std::time_t now,
             const RecipientState& state, const std::string& address, EntryRun& run) {
-    auto appended = entry.append({record_for(index, status, now, next_retry(now, state.attempts + 1, context.settings))});
+    StateRecord outcome = record_for(index, status, now, next_retry(now, state.attempts + 1, context.settings));
+    // The last outcome of an entry that is removed right after needs no sync of its
+    // own (LockedEntry::Durability): that is one sync per message fewer.
+    EntryState after = entry.state();
+    apply_state_record(after, outcome);
+    auto durability = after.all_done() ? LockedEntry::Durability::removed_next : LockedEntry::Durability::synced;
+    auto appended = entry.append({outcome}, durability);
     if (appended) return true;
     context.logs.qmgr.error(fmt::format("{}: cannot record the outcome for <{}>: {}", entry.id(), address,
                                         appended.error().message()));

@@ -177,7 +177,11 @@ public:
     // Appends records and makes them durable before returning (fdatasync). EINVAL
     // (nothing written) when a record names an index that does not exist, or an
     // expanded recipient's own index (records then name its leaves).
-    core::Result<void> append(const std::vector<StateRecord>& records);
+    enum class Durability {
+        synced,        // fdatasync'ed before append returns: the default
+        removed_next,  // the caller unlinks the entry at once: no sync (see spool.cpp)
+    };
+    core::Result<void> append(const std::vector<StateRecord>& records, Durability durability = Durability::synced);
     // Records the expansion of one recipient: its leaves (numbered here, after the
     // recipients and the leaves already recorded; index and recipient of `leaves`
     // are overwritten) and the closing "expanded" record, in one write and one
