@@ -189,6 +189,33 @@ class AliasDelivery(aliastest.AliasCase):
         self.assertLogged(queue_id, f"dave@{D}", orig_to=f"group@{D}", status="sent")
         self.assertLogged(queue_id, f"bob@{D}", orig_to=f"group@{D}", status="sent")
 
+    def test_a_retry_uses_the_recorded_leaves_not_the_edited_aliases(self):
+        os.mkdir(self.box.mbox_path("dave"))
+        self.aliases("postmaster: root\ngroup: bob, dave\n")
+        queue_id = self.send(["group"], "w1")
+        self.assertEqual(self.box.queued(), [queue_id])
+        self.aliases("postmaster: root\ngroup: carol\n")
+        os.rmdir(self.box.mbox_path("dave"))
+        self.run_queue()
+        self.assertDone()
+        self.assertEqual(self.seqs("dave"), ["w1"])
+        self.assertEqual(self.seqs("bob"), ["w1"])
+        self.assertEqual(self.seqs("carol"), [], "the retry expanded the alias again")
+
+    def test_mailctl_requeue_expands_again_what_is_not_done(self):
+        os.mkdir(self.box.mbox_path("dave"))
+        self.aliases("postmaster: root\ngroup: bob, dave\n")
+        queue_id = self.send(["group"], "w2")
+        self.assertEqual(self.box.queued(), [queue_id])
+        self.aliases("postmaster: root\ngroup: bob, carol\n")
+        self.assertExit(self.box.run("mailctl", ["requeue", queue_id]), 0)
+        self.run_queue()
+        self.assertDone()
+        self.assertEqual(self.seqs("bob"), ["w2"], "bob's delivered leaf was delivered again")
+        self.assertEqual(self.seqs("carol"), ["w2"])
+        self.assertEqual(os.listdir(self.box.mbox_path("dave")), [])  # superseded, not tried
+        self.assertLogged(queue_id, f"carol@{D}", orig_to=f"group@{D}")
+
 
 class Trace(aliastest.AliasCase):
     """`mailctl trace` and `sendmail -bv` on an alias with a command, a .forward
