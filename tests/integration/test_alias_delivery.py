@@ -6,7 +6,9 @@ attempt (aliases.cdb, :include:), each leaf is delivered once and logged as
 deep chain bounce 5.4.6 naming the chain; duplicates are delivered once; an
 alias naming itself is the user's own mailbox; owner-NAME gets the bounces of
 list NAME; `error:` bounces with its code; `\\user` is the mailbox without
-.forward; `user+ext` tries the alias `user+ext`, then `user`.
+.forward; `user+ext` tries the alias `user+ext`, then `user`; the leaves are
+recorded once (a retry does not read the edited aliases again; `mailctl requeue`
+does, for what is not done); -odi, Maildir, remote members and null senders.
 Also `mailctl trace` and `sendmail -bv` on an alias with a command, a .forward
 and an unknown user (text and --json)."""
 import json
@@ -215,6 +217,39 @@ class AliasDelivery(aliastest.AliasCase):
         self.assertEqual(self.seqs("carol"), ["w2"])
         self.assertEqual(os.listdir(self.box.mbox_path("dave")), [])  # superseded, not tried
         self.assertLogged(queue_id, f"carol@{D}", orig_to=f"group@{D}")
+
+    def test_a_remote_member_is_deferred_and_the_local_ones_delivered(self):
+        self.aliases("postmaster: root\nmixed: bob, someone@elsewhere.example\n")
+        queue_id = self.send(["mixed"], "m1")
+        self.assertEqual(self.box.queued(), [queue_id])
+        self.assertEqual(self.seqs("bob"), ["m1"])
+        self.run_queue()
+        self.assertEqual(self.seqs("bob"), ["m1"])
+        lines = [l for l in self.log() if f"{queue_id}: to=<someone@elsewhere.example>, orig_to=<mixed@{D}>" in l]
+        self.assertEqual(len(lines), 2, self.log())
+        self.assertTrue(all("dsn=4.3.5, status=deferred" in l for l in lines), lines)
+
+    def test_a_failure_of_a_null_sender_message_goes_to_postmaster(self):
+        self.aliases("postmaster: carol\nteam: bob, nosuchuser\n")
+        self.send(["team"], "z1", sender="<>")
+        self.assertDone()
+        self.assertEqual(self.seqs("bob"), ["z1"])
+        self.assertNotice("carol", "5.1.1", recipient="nosuchuser")
+
+
+class AliasMaildir(aliastest.AliasCase):
+    config = {"mailbox_format": "maildir"}
+
+    def test_an_alias_delivers_into_maildirs(self):
+        self.aliases("postmaster: root\npair: bob, carol\n")
+        queue_id = self.send(["pair"], "md1")
+        self.assertDone()
+        for user in ("bob", "carol"):
+            box = self.box.maildir(self.box.mbox_path(user))
+            messages = [box.get_message(k) for k in box.keys()]
+            self.assertEqual([m["X-Seq"] for m in messages], ["md1"], user)
+            self.assertEqual(messages[0]["Delivered-To"], f"{user}@{D}")
+            self.assertLogged(queue_id, f"{user}@{D}", orig_to=f"pair@{D}")
 
 
 class Trace(aliastest.AliasCase):
