@@ -74,6 +74,30 @@ void append_padded(std::string& out, std::string_view text, size_t width, bool r
 
 std::string json_time(std::time_t when) { return when > 0 ? std::to_string(when) : "null"; }
 
+// What mailq lists for an envelope recipient: the recipient itself until it is
+// expanded, then each of its current leaves (a list member, a command...), so a
+// deferred member shows with its own reason.
+struct Listed {
+    const std::string& address;
+    const std::string* original;  // the envelope recipient a leaf came from, else null
+    const RecipientState& state;
+};
+
+std::vector<Listed> listed_targets(const EntrySnapshot& entry) {
+    std::vector<Listed> listed;
+    const auto& envelope = entry.envelope;
+    for (size_t i = 0; i < envelope.recipients.size(); ++i) {
+        if (!entry.state.expanded(i)) {
+            listed.push_back({envelope.recipients[i], nullptr, entry.state.recipients[i]});
+            continue;
+        }
+        for (const LeafState* leaf : entry.state.current_leaves(i)) {
+            listed.push_back({leaf->leaf.address, &envelope.recipients[i], leaf->state});
+        }
+    }
+    return listed;
+}
+
 void append_text_entry(const EntrySnapshot& entry, std::string& out) {
     const auto& envelope = entry.envelope;
     // "%-11s %8ld %20.20s %s", by hand: fmt's padding decodes UTF-8 to measure the
@@ -89,8 +113,8 @@ void append_text_entry(const EntrySnapshot& entry, std::string& out) {
     else append_printable(out, envelope.sender);
     out += '\n';
     std::string saved_reason;  // Postfix starts with "": no reason line before untried recipients
-    for (size_t i = 0; i < envelope.recipients.size(); ++i) {
-        const RecipientState& state = entry.state.recipients[i];
+    for (const Listed& target : listed_targets(entry)) {
+        const RecipientState& state = target.state;
         if (state.done()) continue;
         std::string reason = printable_text(reason_of(state));
         if (reason != saved_reason) {
@@ -101,15 +125,16 @@ void append_text_entry(const EntrySnapshot& entry, std::string& out) {
             out += "(" + shown + ")\n";
         }
         out.append(recipient_indent, ' ');
-        append_printable(out, envelope.recipients[i]);
+        append_printable(out, target.address);
         out += '\n';
     }
 }
 
 void append_json_entry(const EntrySnapshot& entry, std::string& out) {
     const auto& envelope = entry.envelope;
+    std::vector<Listed> listed = listed_targets(entry);
     int attempts = 0;
-    for (const auto& state : entry.state.recipients) attempts = std::max(attempts, state.attempts);
+    for (const Listed& target : listed) attempts = std::max(attempts, target.state.attempts);
     bool held = entry.folder == QueueFolder::hold;
     // A held entry is not scheduled; an untried one is due now: both have no next try.
     std::time_t next_try = held ? 0 : entry.state.next_try();
@@ -118,12 +143,14 @@ void append_json_entry(const EntrySnapshot& entry, std::string& out) {
         "\"forced_expire\": false, \"sender\": {}, \"held\": {}, \"attempts\": {}, \"next_try\": {}, \"recipients\": [",
         json_queue_name(entry), json_quote(entry.id), envelope.arrival(), entry.message_size,
         json_quote(envelope.sender), held, attempts, json_time(next_try));
-    for (size_t i = 0; i < envelope.recipients.size(); ++i) {
-        const RecipientState& state = entry.state.recipients[i];
+    for (size_t i = 0; i < listed.size(); ++i) {
+        const RecipientState& state = listed[i].state;
         std::string_view reason = reason_of(state);
         if (i > 0) out += ", ";
-        out += fmt::format("{{\"address\": {}, \"status\": \"{}\"", json_quote(envelope.recipients[i]),
+        out += fmt::format("{{\"address\": {}, \"status\": \"{}\"", json_quote(listed[i].address),
                            phase_name(state.phase));
+        // A leaf of an alias or .forward: the envelope recipient it came from.
+        if (listed[i].original) out += fmt::format(", \"orig_address\": {}", json_quote(*listed[i].original));
         // postqueue -j's name, present only for a deferred recipient as there.
         if (state.phase == RecipientPhase::deferred) out += fmt::format(", \"delay_reason\": {}", json_quote(reason));
         out += fmt::format(", \"reason\": {}, \"attempts\": {}, \"next_try\": {}}}",

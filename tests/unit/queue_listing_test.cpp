@@ -242,3 +242,31 @@ TEST_CASE("The arrival column is asctime's without the year, days padded with a 
     CHECK(mailq_arrival(sat_nov_21_20_23_34) == "Sat Nov 21 20:23:34");
     CHECK(mailq_arrival(1785678543) == "Sun Aug  2 13:49:03");
 }
+
+TEST_CASE("An expanded recipient is listed as its leaves not yet done, each with its own reason", "[listing]") {
+    auto entry = snapshot("QUEUEID", 100, sat_nov_21_20_23_34, "alice@host.example", {"team@host.example"});
+    ExpansionRecord group;
+    group.recipient = 0;
+    group.time = 1795290000;
+    for (const char* member : {"bob@host.example", "carol@host.example"}) {
+        LeafRecord leaf;
+        leaf.index = entry.state.next_leaf_index() + group.leaves.size();
+        leaf.recipient = 0;
+        leaf.kind = LeafKind::mailbox;
+        leaf.address = member;
+        leaf.provenance = "aliases:/etc/aliases:3";
+        leaf.target = std::string(member).substr(0, std::string(member).find('@'));
+        group.leaves.push_back(leaf);
+    }
+    apply_expansion(entry.state, group);
+    finish_recipient(entry, 1, StateRecord::Kind::delivered);  // bob
+    defer(entry, 2, "mailbox is locked");                       // carol
+    std::string text = listing(ListingFormat::text, {entry});
+    CHECK_THAT(text, Catch::Contains("(mailbox is locked)\n" + std::string(42, ' ') + "carol@host.example\n"));
+    CHECK(text.find("bob@host.example") == std::string::npos);
+    CHECK(text.find("team@host.example") == std::string::npos);
+    std::string json = listing(ListingFormat::json, {entry});
+    CHECK_THAT(json, Catch::Contains("{\"address\": \"carol@host.example\", \"status\": \"deferred\", "
+                                     "\"orig_address\": \"team@host.example\""));
+    CHECK_THAT(json, Catch::Contains("{\"address\": \"bob@host.example\", \"status\": \"delivered\""));
+}
