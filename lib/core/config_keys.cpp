@@ -35,7 +35,7 @@ constexpr ConfigKey all_keys[] = {
      "where /file targets are allowed (alias, forward, include)"},
     {"default_privs", K::string, "nobody", "user for commands and files in the aliases file"},
     {"command_timeout", K::time, "1h",
-     "a pipe running longer is killed with its process group and the delivery bounced"},
+     "a pipe running longer is killed with its process group and bounced; a mailbox writer, deferred"},
     {"queue_run_delay", K::time, "5m", "daemon's queue scan interval"},
     {"delivery_workers", K::number, "8", "deliveries the daemon runs in parallel (one process each)"},
     {"minimal_backoff_time", K::time, "5m", "retry schedule doubles from this"},
