@@ -176,10 +176,14 @@ void Walker::user(const core::UserInfo& account, const Route& route, const Prove
         return defer(Status::temp("4.3.0", "expanding " + route.address + " needs a runner started as root"), true);
     }
     ForwardResult forward = sources_.forward(account, route.extension);
+    for (const auto& skipped : forward.skipped) {
+        if (skipped.worth_reporting()) out_.warnings.push_back("forward_path item " + skipped.item + " skipped: " + skipped.reason);
+    }
     switch (forward.kind) {
         case ForwardResult::Kind::temporary:
             return defer(Status::temp("4.3.0", forward.describe()));
         case ForwardResult::Kind::refused: {
+            out_.warnings.push_back(forward.describe());
             TraceStep& node = step.children.emplace_back(TraceStep{forward.describe(), {}, {}});
             return mailbox(account, route.address, from, branch, node);
         }
@@ -199,10 +203,10 @@ void Walker::forward_lines(const ForwardResult& forward, const core::UserInfo& a
     for (const auto& line : forward.lines) {
         auto targets = parse_targets(line.text, TargetSource::forward, {line.number, 1});
         if (!targets.ok()) {
-            TraceStep& node = step.children.emplace_back(TraceStep{
-                fmt::format("{} ignored: line {}: {}", forward.shown_path, targets.error->at.line,
-                            core::escape_line(targets.error->what, 256)),
-                {}, {}});
+            std::string why = fmt::format("{} ignored: line {}: {}", forward.shown_path, targets.error->at.line,
+                                          core::escape_line(targets.error->what, 256));
+            out_.warnings.push_back(why);
+            TraceStep& node = step.children.emplace_back(TraceStep{why, {}, {}});
             return mailbox(account, route.address, from, branch, node);
         }
         parsed.emplace_back(line.number, std::move(targets));
@@ -277,6 +281,7 @@ void Walker::include(const std::string& path, const Provenance& from, const Bran
         return defer(Status::temp("4.3.0", ":include:" + shown + " unreadable now: " + file.reason));
     }
     if (file.kind == IncludedFile::Kind::refused) {
+        out_.warnings.push_back(":include:" + shown + " refused: " + file.reason);
         TraceStep& node = step.children.emplace_back(TraceStep{":include:" + shown + " refused: " + file.reason, {}, {}});
         return error(via, Status::perm("5.3.0", ":include:" + shown + " refused: " + file.reason), from, branch, node);
     }

@@ -50,6 +50,9 @@ struct Expansion {
     std::vector<Leaf> leaves;
     TraceStep tree;
     std::optional<Status> temporary;  // set: nothing may be recorded, retry later
+    // What the log must say although the expansion went on: a .forward or an
+    // :include: file ignored, and why (SPEC 5), a forward_path item skipped.
+    std::vector<std::string> warnings;
     // With temporary: this runner may not read what the expansion needs (another
     // user's .forward); a runner started as root will. Not counted as an attempt.
     bool needs_more_rights = false;

@@ -720,6 +720,11 @@ void apply_state_record(EntryState& state, const StateRecord& record) {
         for (auto& l : state.leaves) {
             if (l.state.phase == RecipientPhase::deferred) l.state.next_try = record.time;
         }
+        // Expanded again at the next run (by file order, not by time: a requeue in the
+        // same second as the expansion counts).
+        for (auto& x : state.expansions) {
+            if (x.expanded) x.requeued = true;
+        }
         break;
     }
 }
@@ -764,6 +769,7 @@ void apply_expansion(EntryState& state, const ExpansionRecord& expansion) {
     }
     x.current = std::move(current);
     x.expanded = true;
+    x.requeued = false;
     x.time = expansion.time;
     x.expansions += 1;
 }

@@ -189,6 +189,7 @@ struct RecipientExpansion {
     std::time_t time = 0;         // of the latest expansion
     int expansions = 0;           // how many groups were recorded
     std::vector<size_t> current;  // leaf indexes that count now, in file order
+    bool requeued = false;        // a `requeued` record follows the latest expansion
 };
 
 struct EntryState {

@@ -158,10 +158,13 @@ bool expand_due(const RunnerContext& context, LockedEntry& entry, std::time_t no
     for (size_t i = 0; i < envelope.recipients.size(); ++i) {
         const EntryState& state = entry.state();
         bool expanded = state.expanded(i);
-        bool again = expanded && !state.recipient_done(i) && state.requeued > state.expansions[i].time;
+        bool again = expanded && !state.recipient_done(i) && state.expansions[i].requeued;
         if (expanded && !again) continue;
         if (!expanded && !is_due(state.recipients[i], now, force)) continue;
         Expansion expansion = expand_recipient(envelope.recipients[i], context.expansion, *context.sources, context.rights);
+        for (const auto& warning : expansion.warnings) {
+            context.logs.local.warning(fmt::format("{}: to=<{}>: {}", entry.id(), envelope.recipients[i], warning));
+        }
         if (expansion.temporary && expansion.needs_more_rights) {
             context.logs.qmgr.info(fmt::format("{}: to=<{}>: left for the daemon: {}", entry.id(), envelope.recipients[i],
                                                expansion.temporary->text()));
@@ -207,7 +210,7 @@ bool expand_due(const RunnerContext& context, LockedEntry& entry, std::time_t no
     for (size_t i = 0; i < envelope.recipients.size(); ++i) {
         if (!state.expanded(i)) continue;
         for (const LeafState* leaf : state.current_leaves(i)) {
-            if (is_due(leaf->state, now, force || state.requeued > state.expansions[i].time)) {
+            if (is_due(leaf->state, now, force)) {
                 due.push_back(Due{leaf->leaf.index, i, leaf_of(leaf->leaf)});
             }
         }

@@ -217,6 +217,7 @@ TEST_CASE("A refused .forward is logged in the trace and the user's mailbox is u
     auto e = f.expand("bob");
     CHECK(described(e) == std::vector<std::string>{"mailbox bob"});
     CHECK(tree_mentions(e.tree, "group-writable"));
+    CHECK(e.warnings == std::vector<std::string>{"~bob/.forward ignored: group-writable"});  // for the log
 
     f.sources.forward("carol", {"dave", "|cmd \"unterminated"});
     auto bad = f.expand("carol");

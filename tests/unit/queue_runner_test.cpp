@@ -372,7 +372,7 @@ TEST_CASE("mailctl requeue re-expands a recipient whose leaves are not all done,
         REQUIRE(locked->entry);
         StateRecord requeued;
         requeued.kind = StateRecord::Kind::requeued;
-        requeued.time = now + 1;
+        requeued.time = now;  // the same second as the expansion: order decides, not time
         REQUIRE(locked->entry->append({requeued}));
     }
     auto again = h.run_at(id, now + 2, false);
