@@ -9,6 +9,7 @@ would act: the command would create a marker, the :include: list would reach
 carol, the file would appear."""
 import hashlib
 import os
+import re
 
 import aliastest
 import mrtest
@@ -65,7 +66,7 @@ class Injection(aliastest.AliasCase):
 
     def outcome(self, queue_id):
         """'bounced' or 'delivered' for an accepted message, from the log."""
-        lines = [l for l in self.log() if queue_id in l and " to=<" in l]
+        lines = [l for l in self.log() if re.search(re.escape(queue_id) + r": to=<.*, relay=", l)]
         self.assertTrue(lines, f"no delivery logged for {queue_id}:\n" + "\n".join(self.log()))
         for line in lines:
             self.assertRegex(line, r"status=(bounced|sent)", line)
@@ -120,6 +121,9 @@ class Injection(aliastest.AliasCase):
         self.assertEqual(tree(self.out), self.out_before)
         self.assertEqual(self.seqs("dave"), ["x1"])  # .forward+EXT skipped, .forward used
         self.assertLogged(queue_id, f"dave@{D}", orig_to=f"bob+out/written@{D}")
+        # docs/forward.md: an extension holding '/' skips the .forward+EXT item, logged.
+        self.assertTrue([l for l in self.log() if queue_id in l and "extension \"out/written\" holds '/'" in l],
+                        "\n".join(self.log()))
 
 
 if __name__ == "__main__":
