@@ -58,6 +58,8 @@ Resolved resolve(const Leaf& leaf, const TraceContext& context) {
         return out;
     }
     const core::UserInfo& user = *as.user;
+    // "~bob/.forward:1" for a .forward under its user's home.
+    std::string named_at = leaf.provenance.shown(leaf.provenance.user == user.name ? user.home : "");
     std::string who = fmt::format("{} (uid {})", shown(user.name), user.uid);
     std::string user_json = fmt::format("\"user\": {{\"name\": {}, \"uid\": {}}}", core::json_quote(user.name), user.uid);
     switch (leaf.kind) {
@@ -70,13 +72,11 @@ Resolved resolve(const Leaf& leaf, const TraceContext& context) {
             break;
         }
         case LeafKind::file:
-            out.line = fmt::format("-> file {} (mbox), written as {}, named at {}", shown(leaf.target), who,
-                                   leaf.provenance.shown());
+            out.line = fmt::format("-> file {} (mbox), written as {}, named at {}", shown(leaf.target), who, named_at);
             out.json = fmt::format("{{{}, {}}}", facts, user_json);
             break;
         case LeafKind::command:
-            out.line = fmt::format("-> command |{}, run as {}, named at {}", shown(leaf.target), who,
-                                   leaf.provenance.shown());
+            out.line = fmt::format("-> command |{}, run as {}, named at {}", shown(leaf.target), who, named_at);
             out.json = fmt::format("{{{}, {}}}", facts, user_json);
             break;
         case LeafKind::remote:

@@ -118,3 +118,15 @@ TEST_CASE("mailctl trace prints alias lines with file:line, .forward steps, and 
     CHECK_THAT(team.json, Catch::Contains("\"user\": {\"name\": \"nobody\", \"uid\": 65534}"));
     CHECK_THAT(team.json, Catch::EndsWith("\"deferred\": null}"));
 }
+
+TEST_CASE("mailctl trace names a .forward under its user's home as ~user/.forward:LINE", "[trace]") {
+    Fixture f;
+    ForwardResult used;
+    used.kind = ForwardResult::Kind::used;
+    used.path = "/home/bob/.forward";
+    used.shown_path = "~bob/.forward";
+    used.lines = {{1, "\\bob, |/usr/bin/vacation bob"}};
+    f.world.forwards["bob"] = used;
+    auto bob = f.trace("bob");
+    CHECK(bob.lines.back() == "      -> command |/usr/bin/vacation bob, run as bob (uid 1001), named at ~bob/.forward:1");
+}
