@@ -16,13 +16,4 @@ core::Result<std::string> envelope_sender(const std::optional<std::string>& give
     return address->str();
 }
 
-Status deliver_local(const Message& message, const LocalDelivery& delivery, const LocalDeliverySettings& settings,
-                     Isolation isolation) {
-    DeliveryContext context = DeliveryContext::from_settings(settings);
-    context.sender = delivery.sender;
-    context.arrival = delivery.arrival;
-    context.isolation = isolation;
-    return deliver(Target::mailbox(delivery.recipient, delivery.user, delivery.mailbox), message, context).status;
-}
-
 }  // namespace mailroom::mail

@@ -18,10 +18,6 @@ QueueSettings QueueSettings::from_config(const core::Config& config) {
     return settings;
 }
 
-Route route_recipient(std::string_view recipient, const QueueSettings& settings) {
-    return route_address(recipient, settings.routing());
-}
-
 std::time_t next_retry(std::time_t now, int attempts, const QueueSettings& settings) {
     auto delay = settings.minimal_backoff;
     for (int i = 1; i < attempts && delay < settings.maximal_backoff; ++i) delay *= 2;

@@ -31,9 +31,6 @@ struct QueueSettings {
     RoutingSettings routing() const { return {myhostname, mydestination, recipient_delimiter}; }
 };
 
-// Local: no domain, or a domain in mydestination (case-insensitive).
-Route route_recipient(std::string_view recipient, const QueueSettings& settings);
-
 // When a recipient deferred for the attempts-th time is next due: minimal_backoff,
 // doubling with each attempt, never more than maximal_backoff.
 std::time_t next_retry(std::time_t now, int attempts, const QueueSettings& settings);

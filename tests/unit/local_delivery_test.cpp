@@ -61,8 +61,8 @@ TEST_CASE("mda -m overrides the format and -o the path") {
 TEST_CASE("a message already delivered to the same recipient is a mail loop, 5.4.6") {
     auto message = Message::from_string("Delivered-To: bob@host.example\nSubject: x\n\nbody\n", {});
     REQUIRE(message);
-    LocalDelivery delivery{bob(), "bob@host.example", "", {"/nonexistent/bob", MailboxFormat::mbox}, 0};
-    auto status = deliver_local(*message, delivery, LocalDeliverySettings{}, Isolation::child_process);
+    auto target = Target::mailbox("bob@host.example", bob(), {"/nonexistent/bob", MailboxFormat::mbox});
+    auto status = deliver(target, *message, DeliveryContext::from_settings(LocalDeliverySettings{})).status;
     CHECK(status.is_permanent());
     CHECK(status.code() == "5.4.6");
     CHECK(status.to_sysexit() == 65);
@@ -119,8 +119,9 @@ TEST_CASE("When run as root it writes each mailbox as that user; with a child pe
     settings.mail_spool_dir = tmp.path;
     auto message = Message::from_string("Subject: x\n\nbody\n", {});
     REQUIRE(message);
-    LocalDelivery delivery{user, "bob@host.example", "alice@x.example", mailbox_location(settings, user), 0};
-    auto status = deliver_local(*message, delivery, settings, Isolation::child_process);
+    DeliveryContext context = DeliveryContext::from_settings(settings);
+    context.sender = "alice@x.example";
+    auto status = deliver(Target::mailbox("bob@host.example", user, mailbox_location(settings, user)), *message, context).status;
     CHECK(status.is_ok());
     CHECK(status.text() == "delivered to mailbox");
     CHECK(::geteuid() == 0);

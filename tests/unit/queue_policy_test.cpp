@@ -17,23 +17,23 @@ QueueSettings sample() {
 
 TEST_CASE("Local recipients: a bare name, or a domain in mydestination, user+ext delivers to user", "[policy]") {
     auto settings = sample();
-    auto bare = route_recipient("Bob", settings);
+    auto bare = route_address("Bob", settings.routing());
     CHECK(bare.kind == Route::Kind::local);
     CHECK(bare.user == "bob");
     CHECK(bare.address == "Bob@host.example");
-    auto ext = route_recipient("carol+lists@LOCALHOST", settings);
+    auto ext = route_address("carol+lists@LOCALHOST", settings.routing());
     CHECK(ext.kind == Route::Kind::local);
     CHECK(ext.user == "carol");
     CHECK(ext.extension == "lists");
     CHECK(ext.address == "carol+lists@localhost");
-    auto remote = route_recipient("dave@elsewhere.example", settings);
+    auto remote = route_address("dave@elsewhere.example", settings.routing());
     CHECK(remote.kind == Route::Kind::remote);
     CHECK(remote.address == "dave@elsewhere.example");
-    auto bad = route_recipient("a b@@c", settings);
+    auto bad = route_address("a b@@c", settings.routing());
     CHECK(bad.kind == Route::Kind::invalid);
     CHECK(bad.invalid.code() == "5.1.3");
     settings.recipient_delimiter = "";
-    CHECK(route_recipient("carol+lists@localhost", settings).user == "carol+lists");
+    CHECK(route_address("carol+lists@localhost", settings.routing()).user == "carol+lists");
 }
 
 TEST_CASE("Retry: minimal_backoff_time, doubling up to maximal_backoff_time", "[policy]") {
