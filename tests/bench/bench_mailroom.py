@@ -30,8 +30,11 @@ def missing_programs(bin_dir: Path, programs=PROGRAMS):
 class Mailroom:
     name = "mailroom"
 
-    def __init__(self, bin_dir: Path, root: Path, mailbox_format: str, extra_conf: str = ""):
+    def __init__(self, bin_dir: Path, root: Path, mailbox_format: str, extra_conf: str = "",
+                 env: dict = None):
         self.bin = bin_dir
+        # Added to the daemon's environment (bench_alias.py: nss_wrapper's users).
+        self.env = {**CLEAN_ENV, **(env or {})}
         self.extra_conf = extra_conf
         self.root = root
         self.format = mailbox_format
@@ -65,7 +68,7 @@ class Mailroom:
 
     def start(self) -> None:
         self.daemon_out = open(self.root / "mta.out", "ab")
-        self.daemon = subprocess.Popen(self.start_argv(), env=CLEAN_ENV,
+        self.daemon = subprocess.Popen(self.start_argv(), env=self.env,
                                        stdin=subprocess.DEVNULL, stdout=self.daemon_out,
                                        stderr=subprocess.STDOUT)
         # No readiness signal in SPEC: a submission made before the daemon watches

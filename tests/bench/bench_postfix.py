@@ -48,6 +48,20 @@ def _rewrite_master_cf(text: str, drop=()) -> str:
     return "".join(out)
 
 
+def _override(main_cf: str, settings: dict) -> str:
+    """MAIN_CF with each KEY = VALUE of SETTINGS replacing its line, or appended:
+    one line per key, so Postfix has no "overriding earlier entry" to warn about."""
+    lines = main_cf.splitlines()
+    for key, value in settings.items():
+        line = f"{key} = {value}"
+        at = [i for i, text in enumerate(lines) if text.split("=", 1)[0].strip() == key]
+        if at:
+            lines[at[0]] = line
+        else:
+            lines.append(line)
+    return "\n".join(lines) + "\n"
+
+
 class Postfix:
     """One private Postfix instance. queue_only: no qmgr in master.cf, so pickup and
     cleanup file each submission complete into incoming/ where it stays, never
@@ -55,8 +69,12 @@ class Postfix:
 
     name = "Postfix"
 
-    def __init__(self, root: Path, mailbox_format: str, queue_only: bool = False):
+    def __init__(self, root: Path, mailbox_format: str, queue_only: bool = False,
+                 main_cf: dict = None):
         self.root = root
+        # main.cf settings that replace (or add to) the ones written here, for a
+        # benchmark that needs an alias map or an imported environment (bench_alias.py).
+        self.main_cf_overrides = dict(main_cf or {})
         self.format = mailbox_format
         self.queue_only = queue_only
         self.etc = root / "etc"
@@ -107,6 +125,7 @@ append_dot_mydomain = no
             # Without qmgr nobody hands out in-flow tokens; the fill would otherwise
             # pause in_flow_delay (1 s) per message. Only the untimed fill uses this.
             main_cf += "in_flow_delay = 0\n"
+        main_cf = _override(main_cf, self.main_cf_overrides)
         (self.etc / "main.cf").write_text(main_cf)
         source = next((p for p in MASTER_CF_SOURCES if os.path.exists(p)), None)
         if source is None:

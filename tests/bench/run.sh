@@ -15,6 +15,10 @@
 #    BENCH_MESSAGES and BENCH_RUNS. BENCH_MAILQ=1 adds its 50,000-message mailq and
 #    runner RSS part (several minutes of queue filling); BENCH_QUICK=1 makes it a
 #    smoke run.
+# 5. Then the alias benchmark against a private Postfix (tests/bench/bench_alias.py,
+#    table in build/bench/alias.txt): one message to a 100-member list into 100
+#    Maildirs, and a pipe alias; nss_wrapper users, BENCH_RUNS runs, BENCH_QUICK=1 a
+#    smoke run.
 #
 # Same conditions for both programs: both run as user nobody (setpriv, no user
 # switch inside either program), into folders owned by nobody under one mktemp -d
@@ -407,3 +411,10 @@ fi
 [[ ${BENCH_MAILQ:-0} == 1 ]] && queue_args+=(--mailq)
 echo
 "$python" "$here/queue_bench.py" "${queue_args[@]}" "$bin"
+if [[ ${BENCH_QUICK:-0} == 1 ]]; then
+  alias_args=(--quick)
+else
+  alias_args=(--runs "$RUNS")
+fi
+echo
+"$python" "$here/bench_alias.py" "${alias_args[@]}" "$bin"
