@@ -132,13 +132,17 @@ Status final_status(const RunnerContext& context, const LockedEntry& entry, Stat
 // Appends one outcome and makes it durable before the next step (unless the
 // entry is removed at once); false (logged, run failed) when it could not be recorded.
 bool record(const RunnerContext& context, LockedEntry& entry, size_t index, const Status& status, std::time_t now,
-            const RecipientState& state, const std::string& address, EntryRun& run) {
+            const RecipientState& state, const std::string& address, EntryRun& run, bool last = false) {
     StateRecord outcome = record_for(index, status, now, next_retry(now, state.attempts + 1, context.settings));
     // The last outcome of an entry that is removed right after needs no sync of its
-    // own (LockedEntry::Durability): that is one sync per message fewer.
-    EntryState after = entry.state();
-    apply_state_record(after, outcome);
-    auto durability = after.all_done() ? LockedEntry::Durability::removed_next : LockedEntry::Durability::synced;
+    // own (LockedEntry::Durability): that is one sync per message fewer. Only the
+    // run's last outcome can be that one (the state is copied for it alone).
+    auto durability = LockedEntry::Durability::synced;
+    if (last) {
+        EntryState after = entry.state();
+        apply_state_record(after, outcome);
+        if (after.all_done()) durability = LockedEntry::Durability::removed_next;
+    }
     auto appended = entry.append({outcome}, durability);
     if (appended) return true;
     context.logs.qmgr.error(fmt::format("{}: cannot record the outcome for <{}>: {}", entry.id(), address,
@@ -240,7 +244,9 @@ bool deliver_due(const RunnerContext& context, LockedEntry& entry, const Message
         log_outcome(context, entry, item.leaf, original, attempt, status, started, finished);
         run.exit_code = worst_exit_code(run.exit_code, status.to_sysexit());
         const RecipientState* state = entry.state().target_state(item.index);
-        if (!record(context, entry, item.index, status, now, state ? *state : RecipientState{}, item.leaf.address, run)) {
+        bool last = &item == &due.back();
+        if (!record(context, entry, item.index, status, now, state ? *state : RecipientState{}, item.leaf.address, run,
+                    last)) {
             return false;
         }
     }
