@@ -5,6 +5,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <sys/signalfd.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <sysexits.h>
@@ -18,6 +19,7 @@
 #include <memory>
 #include <set>
 #include <string>
+#include <vector>
 
 #include "core/unique_fd.hpp"
 
@@ -29,6 +31,25 @@ using Clock = std::chrono::steady_clock;
 
 // More pending wake-ups than this and the daemon forgets them and scans instead.
 constexpr size_t wakeup_backlog = 10'000;
+// A worker runs this many entries, then exits and a fresh one is forked when
+// needed: whatever a run leaks (memory, a descriptor) cannot pile up (Postfix's
+// max_use). Forking a worker per entry cost about as much CPU as the delivery.
+constexpr unsigned worker_max_runs = 100;
+// A worker left idle this long exits: a quiet daemon keeps no processes around.
+constexpr std::chrono::seconds worker_max_idle{60};
+// What a worker answers when it has finished the entry it was handed.
+constexpr std::string_view done_message = "done";
+
+// One forked worker: a root process of the daemon's own image that runs queue
+// entries one at a time, each handed over its channel as a queue ID. It never
+// switches to a user itself: every delivery it makes is a child of its own
+// (lib/delivery/launcher.cpp), so the model of docs/security.md is unchanged.
+struct Worker {
+    core::UniqueFd channel;  // the daemon's end of a SOCK_SEQPACKET pair; empty once retired
+    std::string entry;       // the entry it runs, empty while idle
+    unsigned runs = 0;
+    Clock::time_point idle_since;
+};
 
 class Daemon {
 public:
@@ -54,13 +75,14 @@ public:
 private:
     void dispatch() {
         if (stopping_) return;
-        while (!wanted_.empty() && workers_.size() < settings_.workers) {
+        retire_idle_workers(Clock::now());
+        while (!wanted_.empty() && has_room()) {
             std::string id = std::move(wanted_.front());
             wanted_.pop_front();
-            start_worker(id);
+            hand_out(id);
         }
         if (!scan_ && Clock::now() >= next_scan_) begin_scan();
-        while (scan_ && workers_.size() < settings_.workers) {
+        while (scan_ && has_room()) {
             errno = 0;
             struct dirent* entry = ::readdir(scan_.get());
             if (!entry) {
@@ -74,7 +96,7 @@ private:
             // The mtime of an entry is when it is next due (docs/spool.md). Anything but
             // a file under a queue ID is due at once: the worker quarantines it.
             if (S_ISREG(st.st_mode) && st.st_mtime > context_.clock->now()) continue;
-            start_worker(entry->d_name);
+            hand_out(entry->d_name);
         }
     }
 
@@ -89,47 +111,158 @@ private:
         scan_ = std::move(*dir);
     }
 
-    void start_worker(const std::string& id) {
+    size_t busy_workers() const {
+        size_t busy = 0;
+        for (const auto& [pid, worker] : workers_) busy += !worker.entry.empty();
+        return busy;
+    }
+
+    bool has_room() const { return busy_workers() < settings_.workers; }
+
+    // Gives entry `id` to an idle worker, forking one when none is idle. An entry
+    // already in a worker's hands is not given twice.
+    void hand_out(const std::string& id) {
         if (in_flight_.count(id)) return;
+        while (true) {
+            pid_t pid = 0;
+            if (!idle_.empty()) {
+                pid = idle_.back();  // the most recently used: its pages are warm
+                idle_.pop_back();
+            } else if (workers_.size() < settings_.workers) {
+                pid = start_worker();
+                if (pid <= 0) return;
+            } else {
+                return;  // every worker busy or on its way out: the ID waits for a scan
+            }
+            Worker& worker = workers_.at(pid);
+            if (::send(worker.channel.get(), id.data(), id.size(), MSG_DONTWAIT | MSG_NOSIGNAL) ==
+                static_cast<ssize_t>(id.size())) {
+                worker.entry = id;
+                in_flight_.insert(id);
+                return;
+            }
+            // It died meanwhile (reaped when its SIGCHLD is read): try another.
+            worker.channel.reset();
+        }
+    }
+
+    // Forks an idle worker; its pid, or 0 when the fork failed.
+    pid_t start_worker() {
+        int ends[2];
+        if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, ends) != 0) {
+            context_.logs.qmgr.warning(fmt::format("cannot make a worker channel: {}", std::strerror(errno)));
+            return 0;
+        }
+        core::UniqueFd ours(ends[0]), theirs(ends[1]);
         pid_t pid = ::fork();
         if (pid < 0) {
-            context_.logs.qmgr.warning(fmt::format("{}: cannot fork a worker: {}", id, std::strerror(errno)));
-            return;
+            context_.logs.qmgr.warning(fmt::format("cannot fork a worker: {}", std::strerror(errno)));
+            return 0;
         }
         if (pid == 0) {
             // The worker leads a process group with its delivery processes, so that
             // kill_workers ends them all: a delivery left running past the daemon
             // would write the mailbox with its outcome never recorded (a duplicate).
             ::setpgid(0, 0);
-            // The worker: none of the loop's descriptors or signal routing.
+            // The worker: none of the loop's descriptors or signal routing, and no
+            // other worker's channel (its end of it would keep that worker alive).
             ::close(signal_fd_);
             ::close(trigger_fd_);
             scan_.release();
+            for (auto& [other, worker] : workers_) worker.channel.reset();
+            ours.reset();
             ::sigprocmask(SIG_SETMASK, &old_mask_, nullptr);
-            mail::run_entry_and_notices(context_, id, false);
-            ::_exit(0);
+            run_worker(theirs.get());
         }
         ::setpgid(pid, pid);  // also here: kill_workers may come before the child runs
-        workers_[pid] = id;
-        in_flight_.insert(id);
+        Worker& worker = workers_[pid];
+        worker.channel = std::move(ours);
+        return pid;
+    }
+
+    // The worker's loop: one queue ID per message, "done" after it; the channel's
+    // end (the daemon retires it, stops, or died) ends the worker.
+    [[noreturn]] void run_worker(int channel) {
+        char id[256];
+        for (;;) {
+            ssize_t n = ::recv(channel, id, sizeof id, 0);
+            if (n < 0 && errno == EINTR) continue;
+            if (n <= 0) ::_exit(0);
+            mail::run_entry_and_notices(context_, std::string_view(id, static_cast<size_t>(n)), false);
+            if (::send(channel, done_message.data(), done_message.size(), MSG_NOSIGNAL) < 0) ::_exit(0);
+        }
+    }
+
+    // A worker that said "done": idle again, or retired after its last run.
+    void finished(pid_t pid, Worker& worker) {
+        in_flight_.erase(worker.entry);
+        worker.entry.clear();
+        if (++worker.runs >= worker_max_runs || stopping_) {
+            worker.channel.reset();  // it reads the end and exits; reaped on SIGCHLD
+            return;
+        }
+        worker.idle_since = Clock::now();
+        idle_.push_back(pid);
+    }
+
+    void retire_idle_workers(Clock::time_point now) {
+        std::erase_if(idle_, [&](pid_t pid) {
+            Worker& worker = workers_.at(pid);
+            if (!stopping_ && now - worker.idle_since < worker_max_idle) return false;
+            worker.channel.reset();
+            return true;
+        });
+    }
+
+    void read_channel(pid_t pid, Worker& worker) {
+        char answer[16];
+        ssize_t n = ::recv(worker.channel.get(), answer, sizeof answer, MSG_DONTWAIT);
+        if (n < 0 && (errno == EAGAIN || errno == EINTR)) return;
+        if (n > 0 && !worker.entry.empty() && std::string_view(answer, static_cast<size_t>(n)) == done_message) {
+            finished(pid, worker);
+            return;
+        }
+        // Its end closed: it died (reaped on SIGCHLD, which logs how).
+        std::erase(idle_, pid);
+        worker.channel.reset();
     }
 
     void wait_for_events() {
-        struct pollfd fds[2] = {{signal_fd_, POLLIN, 0}, {trigger_fd_, POLLIN, 0}};
+        std::vector<struct pollfd> fds = {{signal_fd_, POLLIN, 0}, {trigger_fd_, POLLIN, 0}};
         int timeout_ms = -1;
         auto now = Clock::now();
+        bool room = has_room() && !stopping_;
         if (stopping_) {
             timeout_ms = 100;
-        } else if (scan_ && workers_.size() < settings_.workers) {
+        } else if (scan_ && room) {
             timeout_ms = 0;
         } else if (!scan_) {
             auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(next_scan_ - now).count();
             timeout_ms = static_cast<int>(std::clamp<long long>(wait, 0, 60'000));
         }
-        bool room = workers_.size() < settings_.workers && !stopping_;
+        if (!idle_.empty()) {
+            // Wake up to retire the longest idle worker in time.
+            Clock::time_point oldest = now;
+            for (pid_t pid : idle_) oldest = std::min(oldest, workers_.at(pid).idle_since);
+            auto wait = std::chrono::ceil<std::chrono::milliseconds>(oldest + worker_max_idle - now).count();
+            int idle_ms = static_cast<int>(std::clamp<long long>(wait, 0, 60'000));
+            timeout_ms = timeout_ms < 0 ? idle_ms : std::min(timeout_ms, idle_ms);
+        }
         // With every worker busy, leave wake-ups in the FIFO until there is room.
-        int n = ::poll(fds, room ? 2 : 1, timeout_ms);
+        if (!room) fds[1].fd = -1;
+        std::vector<pid_t> polled;
+        for (const auto& [pid, worker] : workers_) {
+            if (!worker.channel) continue;
+            fds.push_back({worker.channel.get(), POLLIN, 0});
+            polled.push_back(pid);
+        }
+        int n = ::poll(fds.data(), fds.size(), timeout_ms);
         if (n <= 0) return;
+        for (size_t i = 0; i < polled.size(); ++i) {
+            if (fds[i + 2].revents == 0) continue;
+            auto it = workers_.find(polled[i]);
+            if (it != workers_.end() && it->second.channel) read_channel(it->first, it->second);
+        }
         if (fds[0].revents & POLLIN) handle_signals();
         if (room && (fds[1].revents & POLLIN)) read_trigger();
     }
@@ -142,7 +275,8 @@ private:
             } else if ((info.ssi_signo == SIGTERM || info.ssi_signo == SIGINT) && !stopping_) {
                 stopping_ = true;
                 stop_deadline_ = Clock::now() + settings_.shutdown_grace;
-                context_.logs.qmgr.info(fmt::format("stopping: waiting for {} deliveries", workers_.size()));
+                context_.logs.qmgr.info(fmt::format("stopping: waiting for {} deliveries", busy_workers()));
+                retire_idle_workers(Clock::now());
             } else if (info.ssi_signo == SIGHUP) {
                 next_scan_ = Clock::now();  // like `mailctl flush`
             }
@@ -156,10 +290,13 @@ private:
         while ((pid = ::waitpid(-1, &status, WNOHANG)) > 0) {
             auto it = workers_.find(pid);
             if (it == workers_.end()) continue;
+            const std::string& entry = it->second.entry;
             if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-                context_.logs.qmgr.warning(fmt::format("{}: worker {} ended abnormally (status {})", it->second, pid, status));
+                context_.logs.qmgr.warning(fmt::format("{}: worker {} ended abnormally (status {})",
+                                                       entry.empty() ? std::string("idle") : entry, pid, status));
             }
-            in_flight_.erase(it->second);
+            if (!entry.empty()) in_flight_.erase(entry);
+            std::erase(idle_, pid);
             workers_.erase(it);
         }
     }
@@ -185,10 +322,11 @@ private:
 
     void kill_workers() {
         context_.logs.qmgr.warning(fmt::format("stopping: {} deliveries abandoned, retried at the next start",
-                                               workers_.size()));
-        for (const auto& [pid, id] : workers_) ::kill(-pid, SIGKILL);  // with its delivery processes
-        for (const auto& [pid, id] : workers_) ::waitpid(pid, nullptr, 0);
+                                               busy_workers()));
+        for (const auto& [pid, worker] : workers_) ::kill(-pid, SIGKILL);  // with its delivery processes
+        for (const auto& [pid, worker] : workers_) ::waitpid(pid, nullptr, 0);
         workers_.clear();
+        idle_.clear();
     }
 
     const mail::RunnerContext& context_;
@@ -200,7 +338,8 @@ private:
     Clock::time_point next_scan_;
     std::deque<std::string> wanted_;
     std::string partial_;
-    std::map<pid_t, std::string> workers_;
+    std::map<pid_t, Worker> workers_;
+    std::vector<pid_t> idle_;  // workers waiting for an entry, the most recently used last
     std::set<std::string> in_flight_;
     bool stopping_ = false;
     Clock::time_point stop_deadline_;

@@ -1,7 +1,10 @@
 // QueueDaemon: the delivery side of `mta -d`. A single-threaded loop (poll) that
 // reads queue IDs from the spool's trigger FIFO (a new submission starts at
 // once), scans queue/ every queue_run_delay for entries whose due time (mtime)
-// has come, and hands each entry to a forked worker, at most `workers` at a time.
+// has come, and hands each entry to a worker, at most `workers` at a time. Workers
+// are forked root processes that run one entry after another (the ID goes over a
+// SOCK_SEQPACKET pair, "done" comes back), each for at most 100 entries or 60 s
+// idle; every delivery is still a child of the worker, as the recipient.
 //
 // Invariants: the loop never forks while it holds anything but its own fds; an
 // entry is handed to one worker at a time (the in-flight set, and the entry's

@@ -14,6 +14,7 @@
 #include <climits>
 #include <cstdlib>
 #include <cstring>
+#include <memory>
 
 #include "core/process_signals.hpp"
 
@@ -22,6 +23,8 @@ namespace mailroom::core {
 namespace {
 
 constexpr size_t chunk_size = 64 * 1024;
+// Output is read this much at a time: most of it is dropped past output_limit anyway.
+constexpr size_t output_chunk_size = 16 * 1024;
 // How long the output may still flow once the child has exited (a grandchild holding
 // the pipe): then the rest of its group is killed and the run is over.
 constexpr std::chrono::milliseconds output_grace{1000};
@@ -107,12 +110,13 @@ void close_all_but(const std::vector<int>& keep) {
         auto switched = PrivilegeSwitch::become(*options.credentials, PrivilegeSwitch::Mode::permanent, options.root);
         if (!switched) child_fail(report_fd, switched.error().message(), switched.error().errno_value());
     }
-    // Its own group keeps it out of a kill aimed at the parent's group, so it dies
-    // with the parent instead: a runner killed (the daemon's SIGTERM grace time
-    // over, kill -9) leaves no delivery writing on. Set after the switch, which
-    // clears it; the parent may already be gone, then so is this child.
+    // The child dies with its parent, which alone records its outcome: a worker the
+    // daemon kills at shutdown must not leave a delivery writing on (a duplicate at
+    // the next start), and setsid() put the child out of the parent's process group.
+    // Set after the switch, which clears it (commit_creds); the getppid() check
+    // covers a parent that died before it was set.
     if (::prctl(PR_SET_PDEATHSIG, SIGKILL) != 0) child_fail(report_fd, "prctl PR_SET_PDEATHSIG", errno);
-    if (::getppid() != parent) ::_exit(setup_failed_code);
+    if (::getppid() != parent) child_fail(report_fd, "parent gone", ESRCH);
     // As the user: a home on NFS with root squashed is reachable only so.
     if (!options.working_directory.empty() && ::chdir(options.working_directory.c_str()) != 0 && ::chdir("/") != 0)
         child_fail(report_fd, "chdir /", errno);
@@ -264,9 +268,13 @@ Result<SubprocessResult> Subprocess::run(const Input& input, std::chrono::steady
     if (auto r = set_nonblocking(output_.get()); !r) return unexpected(r.error());
     UniqueFd pidfd = open_pidfd(pid_);
 
-    std::string pending(chunk_size, '\0');
+    // Allocated, never zero-filled, and the input buffer only when there is input:
+    // this runs right after the fork, when every page the parent writes is a
+    // copy-on-write fault (a mailbox writer's 4 KB message touched 32 pages here).
+    std::unique_ptr<char[]> pending;
+    if (stdin_) pending.reset(new char[chunk_size]);
     size_t pending_begin = 0, pending_end = 0;
-    std::string chunk(chunk_size, '\0');
+    std::unique_ptr<char[]> chunk(new char[output_chunk_size]);
     bool exited = false;
     std::optional<Clock::time_point> grace_end;
 
@@ -289,7 +297,7 @@ Result<SubprocessResult> Subprocess::run(const Input& input, std::chrono::steady
         // Fill the input buffer before polling, so that an input at its end closes
         // stdin without waiting for the pipe to be writable.
         if (stdin_ && pending_begin == pending_end) {
-            auto n = input(pending.data(), pending.size());
+            auto n = input(pending.get(), chunk_size);
             if (!n) {
                 result.input_error = n.error();
                 stdin_.reset();
@@ -326,7 +334,7 @@ Result<SubprocessResult> Subprocess::run(const Input& input, std::chrono::steady
         }
 
         if (in_slot >= 0 && fds[in_slot].revents != 0) {
-            ssize_t w = ::write(stdin_.get(), pending.data() + pending_begin, pending_end - pending_begin);
+            ssize_t w = ::write(stdin_.get(), pending.get() + pending_begin, pending_end - pending_begin);
             if (w > 0) {
                 pending_begin += static_cast<size_t>(w);
                 result.bytes_fed += static_cast<uint64_t>(w);
@@ -337,12 +345,12 @@ Result<SubprocessResult> Subprocess::run(const Input& input, std::chrono::steady
             }
         }
         if (out_slot >= 0 && fds[out_slot].revents != 0) {
-            ssize_t n = ::read(output_.get(), chunk.data(), chunk.size());
+            ssize_t n = ::read(output_.get(), chunk.get(), output_chunk_size);
             if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
                 output_.reset();
             } else if (n > 0) {
                 size_t keep = std::min(static_cast<size_t>(n), output_limit - std::min(output_limit, result.output.size()));
-                result.output.append(chunk.data(), keep);
+                result.output.append(chunk.get(), keep);
                 result.output_dropped += static_cast<uint64_t>(n) - keep;
             }
         }

@@ -6,7 +6,8 @@
 // feeds (or a descriptor given), stdout and stderr into one pipe the parent reads, every other descriptor
 // closed except the ones the caller names, then the permanent switch to the given
 // Credentials (groups, gid, uid, verified; uid 0 refused unless the caller allows it),
-// then chdir to the working folder ("/" when that fails). What runs is either a
+// then the parent-death signal (SIGKILL: the child never outlives the process that
+// records its outcome), then chdir to the working folder ("/" when that fails). What runs is either a
 // function (no exec: our own code, e.g. a mailbox writer, kept fast) or a program by
 // execve with exactly the environment given and SIGPIPE/SIGXFSZ back to their default.
 // A failure of any of these steps is reported back through a close-on-exec pipe, so

@@ -9,6 +9,7 @@
 #include <atomic>
 #include <cerrno>
 #include <climits>
+#include <memory>
 #include <optional>
 #include <utility>
 #include <vector>
@@ -130,13 +131,14 @@ core::Result<void> write_file(int fd, const std::string& headers, const Message&
                               std::uint64_t expected, const std::string& shown) {
     if (auto written = core::write_all(fd, headers, shown); !written) return written;
     std::uint64_t total = headers.size();
-    std::vector<char> buf(chunk_size);
+    // Not zero-filled: in a forked delivery child every page touched is a fault.
+    std::unique_ptr<char[]> buf(new char[chunk_size]);
     auto reader = message.reader(OwnedFields::return_path);
     for (;;) {
-        auto n = reader.read(buf.data(), buf.size());
+        auto n = reader.read(buf.get(), chunk_size);
         if (!n) return core::unexpected(n.error());
         if (*n == 0) break;
-        if (auto written = core::write_all(fd, std::string_view(buf.data(), *n), shown); !written)
+        if (auto written = core::write_all(fd, std::string_view(buf.get(), *n), shown); !written)
             return written;
         total += *n;
     }

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <memory>
 #include <optional>
 #include <vector>
 
@@ -296,18 +297,21 @@ Status MboxWriter::deliver(const Message& message, const DeliveryInfo& info) con
     auto separator = separator_before(fd.get(), old_size, path);
     if (!separator) return fail(separator.error());
     std::string out = std::move(*separator);
-    out.reserve(chunk_size + chunk_size / 4 + 1024);
+    // Room for a small message whole (one write), at most one chunk's worth: the
+    // loop below writes whenever a chunk is gathered. Reserved, not touched.
+    out.reserve(static_cast<size_t>(std::min<uint64_t>(message.size(), chunk_size)) + chunk_size / 4 + 1024);
     out += mbox_from_line(info.sender, info.arrival);
     out += delivery_headers(info);
 
-    std::string in(chunk_size, '\0');
+    // Not zero-filled: in a forked delivery child every page touched is a fault.
+    std::unique_ptr<char[]> in(new char[chunk_size]);
     MboxEscaper escaper;
     auto reader = message.reader(OwnedFields::mbox);  // SPEC 4: no forged Return-Path/Content-Length
     for (;;) {
-        auto n = reader.read(in.data(), in.size());
+        auto n = reader.read(in.get(), chunk_size);
         if (!n) return fail(n.error());
         if (*n == 0) break;
-        escaper.feed(std::string_view(in.data(), *n), out);
+        escaper.feed(std::string_view(in.get(), *n), out);
         if (out.size() >= chunk_size) {
             if (auto w = core::write_all(fd.get(), out, "mailbox " + path); !w) return fail(w.error());
             out.clear();

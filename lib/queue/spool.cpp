@@ -452,9 +452,19 @@ core::Result<LockAttempt> LockedEntry::lock(const Spool& spool, QueueFolder fold
 }
 
 core::Result<Message> LockedEntry::message() const {
-    int copy = ::fcntl(fd_.get(), F_DUPFD_CLOEXEC, 0);
-    if (copy < 0) return core::unexpected_errno("dup queue file " + id_);
-    return Message::from_stored(core::UniqueFd(copy), queue_header_size, message_size_);
+    // A read-only description of its own, not a dup of the locked read-write one: the
+    // message's descriptor goes into every delivery child, which runs as the
+    // recipient, and must not let one recipient's delivery rewrite the message or the
+    // state records that the next recipient's delivery and the runner rely on.
+    std::string path = spool_->entry_path(folder_, id_);
+    auto opened = open_entry(spool_->folder_fd(folder_), id_, path, O_RDONLY);
+    if (!opened) return core::unexpected(opened.error());
+    struct stat held {}, reopened {};
+    if (::fstat(fd_.get(), &held) != 0 || ::fstat(opened->get(), &reopened) != 0)
+        return core::unexpected_errno("stat " + path);
+    if (held.st_dev != reopened.st_dev || held.st_ino != reopened.st_ino)
+        return core::unexpected_errno(path + ": replaced while locked", ESTALE);
+    return Message::from_stored(std::move(*opened), queue_header_size, message_size_);
 }
 
 core::Result<void> LockedEntry::append(const std::vector<StateRecord>& records, Durability durability) {

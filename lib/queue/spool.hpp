@@ -169,7 +169,8 @@ public:
     const EntryState& state() const { return state_; }
     uint64_t message_size() const { return message_size_; }
 
-    // The message content, read from the entry itself (no copy).
+    // The message content, read from the entry itself (no copy), through a read-only
+    // descriptor of its own: it is handed to delivery children running as users.
     core::Result<Message> message() const;
     // The entry file's format version (1 until upgraded).
     int version() const { return version_; }

@@ -8,6 +8,7 @@ Deliveries are held in flight by a lock the test takes on bob's mailbox (the
 writer waits for it up to lock_timeout)."""
 import fcntl
 import os
+import re
 import time
 
 import mrtest
@@ -96,6 +97,33 @@ class DaemonStop(mrtest.TestCase):
         self.assertEqual(queuetest.read_mbox(self.box, "bob"), [], "a delivery went on after the daemon stopped")
         self.assertEqual(len(self.box.queued()), MESSAGES)
         self.restart_and_check()
+
+
+def pid_of(line):
+    """The process id of a log line `... mailroom/ROLE[PID]: ...`."""
+    return int(re.search(r"\[(\d+)\]: ", line).group(1))
+
+
+class WorkerReuse(mrtest.TestCase):
+    """A worker runs one entry after another (mta/daemon.cpp: forking one per entry
+    cost about as much CPU as the delivery itself); each delivery is still a child
+    of its own, as the recipient."""
+    config = {"delivery_workers": "1", "queue_run_delay": "1h"}
+
+    def test_one_worker_runs_every_entry_in_turn(self):
+        for seq in range(4):
+            self.assertExit(self.box.sendmail(["-odq", "-f", "alice", "bob"], message(f"m{seq}")), 0)
+        daemon = queuetest.start(self.box, "mta", ["-d"])
+        self.addCleanup(queuetest.reap, daemon)
+        queuetest.wait_until(lambda: not self.box.queued(), 30, what="an empty queue")
+        queuetest.stop_daemon(daemon)
+        log = queuetest.log_lines(self.box)
+        started = [pid_of(l) for l in log if "daemon started" in l]
+        runs = [pid_of(l) for l in log if "(queue active)" in l]
+        self.assertEqual(len(runs), 4, log)
+        self.assertEqual(len(set(runs)), 1, f"one worker per entry: {runs}")
+        self.assertNotIn(runs[0], started, "the daemon's loop delivered itself")
+        self.assertEqual(len(queuetest.read_mbox(self.box, "bob")), 4)
 
 
 if __name__ == "__main__":

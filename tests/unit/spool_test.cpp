@@ -118,6 +118,23 @@ TEST_CASE("A large message is streamed to the entry and read back from it unchan
     CHECK(read_message(*message) == content);
 }
 
+TEST_CASE("The message of a locked entry is read through a read-only descriptor, which cannot change the entry",
+          "[spool]") {
+    TempDir tmp;
+    auto spool = Spool::open(tmp.path);
+    REQUIRE(spool);
+    auto id = submit(*spool, "Subject: x\n\nbody\n");
+    auto attempt = LockedEntry::lock(*spool, QueueFolder::queue, id);
+    REQUIRE(attempt);
+    REQUIRE(attempt->entry);
+    auto message = attempt->entry->message();
+    REQUIRE(message);
+    REQUIRE(message->content_fd() >= 0);
+    CHECK((::fcntl(message->content_fd(), F_GETFL) & O_ACCMODE) == O_RDONLY);
+    CHECK(::pwrite(message->content_fd(), "X", 1, 0) < 0);
+    CHECK(read_message(*message) == "Subject: x\n\nbody\n");
+}
+
 TEST_CASE("One message is never locked by two processes at a time", "[spool]") {
     TempDir tmp;
     auto spool = Spool::open(tmp.path);
