@@ -87,7 +87,11 @@ class SubmissionKilled(mrtest.TestCase):
         print("end of input to exit, per size: " +
               ", ".join(f"{lines} lines {t * 1000:.1f} ms" for lines, t in commit_time.items()))
 
-        for _ in range(ROUNDS):
+        # At least ROUNDS submissions, and more (up to 4 x ROUNDS) until 5 kills have
+        # landed after the end of the input: a kill may come after a fast commit.
+        rounds = 0
+        while rounds < ROUNDS or (commit_kills < 5 and rounds < 4 * ROUNDS):
+            rounds += 1
             lines = lines_of[seq] = rng.choice(SIZES)
             data = message_of(seq, lines)
             proc = self.start()
