@@ -74,17 +74,9 @@ def process_gone(pid):
 def descendants(root):
     """Live processes below root (by parent links in /proc)."""
     parents = {}
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{name}/stat") as f:
-                stat = f.read()
-        except OSError:
-            continue
-        fields = stat[stat.rfind(")") + 2:].split()
+    for pid, fields in queuetest.proc_stats():
         if fields[0] != "Z":
-            parents[int(name)] = int(fields[1])
+            parents[pid] = int(fields[1])
     found = set()
     changed = True
     while changed:

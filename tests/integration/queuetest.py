@@ -129,10 +129,9 @@ def become_subreaper():
     libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
 
 
-def session_members(sid, zombies=False):
-    """Processes of a session (live ones only, unless zombies), from /proc:
-    a list of (pid, state, parent pid)."""
-    members = []
+def proc_stats():
+    """Every process now, from /proc: (pid, fields of its stat after the command
+    name: state, ppid, pgrp, session, ...)."""
     for name in os.listdir("/proc"):
         if not name.isdigit():
             continue
@@ -141,9 +140,16 @@ def session_members(sid, zombies=False):
                 stat = f.read()
         except OSError:
             continue
-        fields = stat[stat.rfind(")") + 2:].split()  # state ppid pgrp session ...
+        yield int(name), stat[stat.rfind(")") + 2:].split()
+
+
+def session_members(sid, zombies=False):
+    """Processes of a session (live ones only, unless zombies), from /proc:
+    a list of (pid, state, parent pid)."""
+    members = []
+    for pid, fields in proc_stats():
         if (zombies or fields[0] != "Z") and int(fields[3]) == sid:
-            members.append((int(name), fields[0], int(fields[1])))
+            members.append((pid, fields[0], int(fields[1])))
     return members
 
 

@@ -11,22 +11,15 @@ import subprocess
 import time
 
 import mrtest
+import queuetest
 from mrtest import message
 
 
 def children_of(pid):
     found = []
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{name}/stat") as f:
-                stat = f.read()
-        except OSError:
-            continue
-        fields = stat[stat.rfind(")") + 2:].split()
+    for child, fields in queuetest.proc_stats():
         if int(fields[1]) == pid:
-            found.append(int(name))
+            found.append(child)
     return found
 
 
