@@ -389,6 +389,12 @@ Result<int> Subprocess::reap() {
     return status;
 }
 
+void Subprocess::release() {
+    stdin_.reset();
+    output_.reset();
+    pid_ = -1;
+}
+
 Subprocess::Subprocess(Subprocess&& other) noexcept
     : pid_(std::exchange(other.pid_, -1)), stdin_(std::move(other.stdin_)), output_(std::move(other.output_)) {}
 

@@ -104,6 +104,10 @@ public:
 
     pid_t pid() const { return pid_; }
 
+    // Forgets the child without killing or reaping it, closing our pipe ends: for a
+    // forked copy of the owner, whose child it is not.
+    void release();
+
     Subprocess(Subprocess&& other) noexcept;
     Subprocess& operator=(Subprocess&&) = delete;
     Subprocess(const Subprocess&) = delete;

@@ -12,8 +12,8 @@
 #include "core/privilege.hpp"
 #include "core/subprocess.hpp"
 #include "delivery/command_output.hpp"
-#include "delivery/maildir_writer.hpp"
-#include "delivery/mbox_writer.hpp"
+#include "delivery/delivery_agents.hpp"
+#include "delivery/write_job.hpp"
 #include "mail/address.hpp"
 
 namespace mailroom::mail {
@@ -44,9 +44,9 @@ core::Result<core::Credentials> mailbox_credentials(const core::UserInfo& user, 
     return credentials;
 }
 
-Status switch_failure(const Target& target, const core::Error& error) {
+Status switch_failure(const std::string& user, const core::Error& error) {
     if (error.errno_value() == EPERM)
-        return Status::perm("5.7.1", "cannot deliver as " + target.user.name + ": " + error.message());
+        return Status::perm("5.7.1", "cannot deliver as " + user + ": " + error.message());
     return Status::from_error(error);
 }
 
@@ -62,67 +62,63 @@ DeliveryInfo delivery_info(const Target& target, const DeliveryContext& context,
     return info;
 }
 
-// The writer's work, already as the user: the mailbox or the file.
-Status write_as_user(const Target& target, const Message& message, const DeliveryContext& context,
-                     const core::Credentials& as) {
-    DeliveryInfo info = delivery_info(target, context, as);
+// What the writer does for a mailbox or file target, as `as`.
+WriteJob write_job(const Target& target, const DeliveryContext& context, const core::Credentials& as) {
+    WriteJob job;
+    job.info = delivery_info(target, context, as);
     if (const auto* file = std::get_if<FileTarget>(&target.what)) {
-        info.path = file->path;
-        return MboxWriter().deliver(message, info);
+        job.info.path = file->path;
+        return job;
     }
     const auto& location = std::get<MailboxTarget>(target.what).location;
     // The mailbox belongs to its user, whatever groups the delivery runs with.
-    info.uid = target.user.uid;
-    info.gid = target.user.gid;
-    info.path = location.path;
-    if (location.format == MailboxFormat::maildir) return MaildirWriter().deliver(message, info);
-    return MboxWriter().deliver(message, info);
+    job.info.uid = target.user.uid;
+    job.info.gid = target.user.gid;
+    job.info.path = location.path;
+    job.format = location.format;
+    return job;
 }
 
-// The writer child reports "X.Y.Z text" on its output; anything else is its death.
-Status writer_report(const core::SubprocessResult& result, std::chrono::seconds timeout) {
-    if (result.timed_out)
-        return Status::temp("4.3.0", fmt::format("delivery process timed out after {} s", timeout.count()));
-    if (result.signal != 0)
-        return Status::temp("4.3.0", "delivery process killed by signal " + std::to_string(result.signal));
-    if (auto reported = status_from_output(result.output)) return *reported;
-    return Status::temp("4.3.0", "delivery process exited " + std::to_string(result.exit_code) + " without a report");
-}
-
-Status write_in_child(const Target& target, const Message& message, const DeliveryContext& context,
-                      const core::Credentials& as, PrivilegeSwitch::RootTarget root) {
+Status write_in_child(const WriteJob& job, const Message& message, const DeliveryContext& context,
+                      const core::Credentials& as, PrivilegeSwitch::RootTarget root, const std::string& user) {
     core::SubprocessOptions options;
     options.credentials = as;
     options.root = root;
     if (message.content_fd() >= 0) options.keep_fds.push_back(message.content_fd());
     auto child = core::Subprocess::start(
         [&] {
-            Status status = write_as_user(target, message, context, as);
-            std::string report = status.code() + " " + status.text() + "\n";
-            (void)core::write_all(STDOUT_FILENO, report, "delivery report");
+            Status status = run_write_job(job, message);
+            (void)core::write_all(STDOUT_FILENO, writer_report_line(status), "delivery report");
             return status.to_sysexit();
         },
         options);
-    if (!child) return switch_failure(target, child.error());
+    if (!child) return switch_failure(user, child.error());
     auto result = child->run({}, Clock::now() + context.command_timeout);
     if (!result) return Status::from_error(result.error());
-    return writer_report(*result, context.command_timeout);
+    if (auto reported = status_from_output(result->output)) return *reported;
+    return writer_death(*result, context.command_timeout);
 }
 
-Status write_in_process(const Target& target, const Message& message, const DeliveryContext& context,
-                        const core::Credentials& as, PrivilegeSwitch::RootTarget root) {
+Status write_in_process(const WriteJob& job, const Message& message, const core::Credentials& as,
+                        PrivilegeSwitch::RootTarget root, const std::string& user) {
     auto switched = PrivilegeSwitch::become(as, PrivilegeSwitch::Mode::permanent, root);
-    if (!switched) return switch_failure(target, switched.error());
-    return write_as_user(target, message, context, as);
+    if (!switched) return switch_failure(user, switched.error());
+    return run_write_job(job, message);
 }
 
-Status write(const Target& target, const Message& message, const DeliveryContext& context,
-             const core::Credentials& as, PrivilegeSwitch::RootTarget root) {
+BegunDelivery begin_write(const Target& target, const Message& message, const DeliveryContext& context,
+                          const core::Credentials& as, PrivilegeSwitch::RootTarget root) {
+    WriteJob job = write_job(target, context, as);
     // Without root there is no one else to become: the writer runs here, as today's
     // non-root mda and runner do, without the cost of a fork.
-    if (context.isolation == Isolation::child_process && ::geteuid() == 0)
-        return write_in_child(target, message, context, as, root);
-    return write_in_process(target, message, context, as, root);
+    if (context.isolation == Isolation::in_process || ::geteuid() != 0)
+        return BegunDelivery::finished({write_in_process(job, message, as, root, target.user.name), ""});
+    if (context.agents && DeliveryAgents::can_send(message)) {
+        auto ticket = context.agents->send(job, message, {as, root, target.user.name},
+                                           Clock::now() + context.command_timeout, context.command_timeout);
+        return BegunDelivery{std::nullopt, context.agents, ticket};
+    }
+    return BegunDelivery::finished({write_in_child(job, message, context, as, root, target.user.name), ""});
 }
 
 DeliveryOutcome run_command(const Target& target, const Message& message, const DeliveryContext& context) {
@@ -132,7 +128,7 @@ DeliveryOutcome run_command(const Target& target, const Message& message, const 
     options.working_directory = target.user.home.empty() ? "/" : target.user.home;
     options.environment = command_environment(target, context);
     auto child = core::Subprocess::exec({"/bin/sh", "-c", command}, options);
-    if (!child) return {switch_failure(target, child.error()), ""};
+    if (!child) return {switch_failure(target.user.name, child.error()), ""};
 
     DeliveryInfo info = delivery_info(target, context, *target.credentials);
     const std::string headers = delivery_headers(info);
@@ -192,36 +188,46 @@ std::vector<std::string> command_environment(const Target& target, const Deliver
     };
 }
 
-DeliveryOutcome deliver(const Target& target, const Message& message, const DeliveryContext& context) {
-    if (target.kind() == Target::Kind::remote) return {Status::temp("4.3.5", "remote delivery not configured"), ""};
+BegunDelivery begin_delivery(const Target& target, const Message& message, const DeliveryContext& context) {
+    using Begun = BegunDelivery;
+    if (target.kind() == Target::Kind::remote) return Begun::finished({Status::temp("4.3.5", "remote delivery not configured"), ""});
     if (message.has_delivered_to(target.address))
-        return {Status::perm("5.4.6", "mail forwarding loop for " + target.address), ""};
+        return Begun::finished({Status::perm("5.4.6", "mail forwarding loop for " + target.address), ""});
 
     switch (target.kind()) {
         case Target::Kind::mailbox: {
             const auto& location = std::get<MailboxTarget>(target.what).location;
             auto as = target.credentials ? core::Result<core::Credentials>(*target.credentials)
                                          : mailbox_credentials(target.user, location);
-            if (!as) return {Status::from_error(as.error()), ""};
+            if (!as) return Begun::finished({Status::from_error(as.error()), ""});
             // Root's own mailbox is written as root (docs/security.md).
-            return {write(target, message, context, *as, PrivilegeSwitch::RootTarget::allow), ""};
+            return begin_write(target, message, context, *as, PrivilegeSwitch::RootTarget::allow);
         }
         case Target::Kind::file: {
-            if (auto refused = refuse_runner(target, "write a file")) return {*refused, ""};
+            if (auto refused = refuse_runner(target, "write a file")) return Begun::finished({*refused, ""});
             // A relative name would land wherever the delivering process happens to be.
             const std::string& path = std::get<FileTarget>(target.what).path;
             if (path.empty() || path[0] != '/')
-                return {Status::perm("5.3.5", fmt::format("file target \"{}\" is not an absolute path ({})", path,
-                                                          target.provenance)),
-                        ""};
-            return {write(target, message, context, *target.credentials, PrivilegeSwitch::RootTarget::refuse), ""};
+                return Begun::finished({Status::perm("5.3.5", fmt::format("file target \"{}\" is not an absolute path ({})",
+                                                                          path, target.provenance)),
+                                        ""});
+            return begin_write(target, message, context, *target.credentials, PrivilegeSwitch::RootTarget::refuse);
         }
         case Target::Kind::command:
-            if (auto refused = refuse_runner(target, "run a command")) return {*refused, ""};
-            return run_command(target, message, context);
+            if (auto refused = refuse_runner(target, "run a command")) return Begun::finished({*refused, ""});
+            return Begun::finished(run_command(target, message, context));
         case Target::Kind::remote: break;
     }
-    return {Status::temp("4.3.5", "remote delivery not configured"), ""};
+    return Begun::finished({Status::temp("4.3.5", "remote delivery not configured"), ""});
+}
+
+DeliveryOutcome finish_delivery(BegunDelivery&& begun) {
+    if (begun.done) return std::move(*begun.done);
+    return {begun.agents->wait(begun.ticket), ""};
+}
+
+DeliveryOutcome deliver(const Target& target, const Message& message, const DeliveryContext& context) {
+    return finish_delivery(begin_delivery(target, message, context));
 }
 
 }  // namespace mailroom::mail

@@ -23,9 +23,11 @@
 
 #include <chrono>
 #include <ctime>
+#include <optional>
 #include <string>
 
 #include "delivery/mailbox_location.hpp"
+#include "delivery/delivery_agents.hpp"
 #include "delivery/mailbox_writer.hpp"
 #include "delivery/target.hpp"
 #include "mail/message.hpp"
@@ -53,6 +55,10 @@ struct DeliveryContext {
     std::chrono::seconds command_timeout{3600};
     std::string recipient_delimiter = "+";  // LOCAL's split into EXTENSION
     Isolation isolation = Isolation::child_process;
+    // child_process, root, a stored message: mailbox and file writes go to these
+    // long-lived per-user agents instead of a child each (the runner's); else a child
+    // per write (mda).
+    DeliveryAgents* agents = nullptr;
 
     // Everything but sender, original_recipient and arrival from the settings.
     static DeliveryContext from_settings(const LocalDeliverySettings& settings);
@@ -66,6 +72,20 @@ struct DeliveryOutcome {
 };
 
 DeliveryOutcome deliver(const Target& target, const Message& message, const DeliveryContext& context);
+
+// deliver() in two steps, so that the runner has several users' mailboxes written at
+// once: begin_delivery makes every check and either finishes the delivery (a refusal,
+// a command, a child's write) or hands the write to its user's agent and returns at
+// once; finish_delivery waits for that. Every begun delivery must be finished once.
+struct BegunDelivery {
+    std::optional<DeliveryOutcome> done;
+    DeliveryAgents* agents = nullptr;
+    DeliveryAgents::Ticket ticket = 0;
+
+    static BegunDelivery finished(DeliveryOutcome outcome) { return {std::move(outcome), nullptr, 0}; }
+};
+BegunDelivery begin_delivery(const Target& target, const Message& message, const DeliveryContext& context);
+DeliveryOutcome finish_delivery(BegunDelivery&& begun);
 
 // The environment a command target runs with, "NAME=value" each (exposed for tests
 // and traces).

@@ -112,6 +112,9 @@ public:
     // The descriptor the content is read from (a spill file, a queue entry), or -1 when
     // it is held in memory: a forked delivery child that reads it must keep it open.
     int content_fd() const { return spill_.get(); }
+    // Where the content starts in content_fd(): with size(), what from_stored needs to
+    // read the same message in another process.
+    uint64_t content_offset() const { return spill_offset_; }
 
     Message(Message&&) = default;
     Message& operator=(Message&&) = default;

@@ -10,8 +10,10 @@
 // Must never: run a target as another user than run_as names, or throw.
 #pragma once
 
+#include <optional>
 #include <string>
 
+#include "delivery/launcher.hpp"
 #include "delivery/leaf.hpp"
 #include "mail/message.hpp"
 #include "mail/status.hpp"
@@ -31,5 +33,18 @@ struct Attempt {
 // original_recipient: the envelope recipient the leaf came from (ORIGINAL_RECIPIENT).
 Attempt deliver_leaf(const RunnerContext& context, const Message& message, const Envelope& envelope, const Leaf& leaf,
                      const std::string& original_recipient);
+
+// The same in two steps (delivery/launcher.hpp's begin_delivery): the runner begins
+// several leaves, so that their users' agents write at once, then finishes each.
+struct BegunAttempt {
+    std::optional<Attempt> done;
+    BegunDelivery delivery;
+
+    BegunAttempt(Attempt attempt) : done(std::move(attempt)) {}  // NOLINT: the early answers
+    BegunAttempt(std::nullopt_t, BegunDelivery begun) : delivery(std::move(begun)) {}
+};
+BegunAttempt begin_leaf(const RunnerContext& context, const Message& message, const Envelope& envelope,
+                        const Leaf& leaf, const std::string& original_recipient);
+Attempt finish_leaf(BegunAttempt&& begun);
 
 }  // namespace mailroom::mail

@@ -17,6 +17,10 @@ namespace mailroom::mail {
 
 namespace {
 
+// Mailbox and file writes handed to delivery agents at once, one per user: the
+// outcomes of such a batch are recorded together, with one sync.
+constexpr size_t writes_in_flight = 8;
+
 std::string seconds_text(double seconds) {
     // Postfix's style: "0.21", "0", "300".
     if (seconds < 0.005) return "0";
@@ -129,26 +133,32 @@ Status final_status(const RunnerContext& context, const LockedEntry& entry, Stat
     return Status::perm("5.4.7", "delivery time expired; last error: " + status.code() + " " + status.text());
 }
 
-// Appends one outcome and makes it durable before the next step (unless the
-// entry is removed at once); false (logged, run failed) when it could not be recorded.
-bool record(const RunnerContext& context, LockedEntry& entry, size_t index, const Status& status, std::time_t now,
-            const RecipientState& state, const std::string& address, EntryRun& run, bool last = false) {
-    StateRecord outcome = record_for(index, status, now, next_retry(now, state.attempts + 1, context.settings));
-    // The last outcome of an entry that is removed right after needs no sync of its
-    // own (LockedEntry::Durability): that is one sync per message fewer. Only the
-    // run's last outcome can be that one (the state is copied for it alone).
+// Appends outcomes in one write and makes them durable before the next step (unless
+// the entry is removed at once); false (logged, run failed) when they could not be
+// recorded. `last`: the run's last outcomes, the only ones that can leave the entry
+// done (the state is copied for them alone).
+bool record(const RunnerContext& context, LockedEntry& entry, const std::vector<StateRecord>& outcomes,
+            EntryRun& run, bool last) {
+    if (outcomes.empty()) return true;
+    // The last outcomes of an entry that is removed right after need no sync of their
+    // own (LockedEntry::Durability): that is one sync per message fewer.
     auto durability = LockedEntry::Durability::synced;
     if (last) {
         EntryState after = entry.state();
-        apply_state_record(after, outcome);
+        for (const auto& outcome : outcomes) apply_state_record(after, outcome);
         if (after.all_done()) durability = LockedEntry::Durability::removed_next;
     }
-    auto appended = entry.append({outcome}, durability);
+    auto appended = entry.append(outcomes, durability);
     if (appended) return true;
-    context.logs.qmgr.error(fmt::format("{}: cannot record the outcome for <{}>: {}", entry.id(), address,
+    context.logs.qmgr.error(fmt::format("{}: cannot record {} outcome(s): {}", entry.id(), outcomes.size(),
                                         appended.error().message()));
     run.outcome = EntryRun::Outcome::failed;
     return false;
+}
+
+StateRecord outcome_record(const RunnerContext& context, size_t index, const Status& status, std::time_t now,
+                           const RecipientState& state) {
+    return record_for(index, status, now, next_retry(now, state.attempts + 1, context.settings));
 }
 
 // Phase 1: each recipient not yet expanded (or requeued with leaves not all done)
@@ -181,7 +191,8 @@ bool expand_due(const RunnerContext& context, LockedEntry& entry, std::time_t no
             Leaf self{LeafKind::mailbox, envelope.recipients[i], "", {}, ""};
             double at = context.clock->now_seconds();
             run.exit_code = worst_exit_code(run.exit_code, status.to_sysexit());
-            bool recorded = record(context, entry, i, status, now, state.recipients[i], envelope.recipients[i], run);
+            bool recorded =
+                record(context, entry, {outcome_record(context, i, status, now, state.recipients[i])}, run, false);
             log_outcome(context, entry, self, envelope.recipients[i], Attempt{Attempt::Kind::tried, status, "none", ""},
                         status, at, at);
             if (!recorded) return false;
@@ -224,32 +235,58 @@ bool expand_due(const RunnerContext& context, LockedEntry& entry, std::time_t no
     return true;
 }
 
-// Phase 2: delivers each due leaf and records its outcome before the next one is
-// tried, so after a crash only that one leaf can be delivered twice.
+// Phase 2: the due leaves in batches of writes_in_flight. A batch's leaves are all
+// begun (their users' delivery agents write at once), then finished; their outcomes
+// are recorded in one append with one sync, then logged. After a crash only the
+// leaves of one batch can be delivered twice (docs/spool.md "Crash windows").
 bool deliver_due(const RunnerContext& context, LockedEntry& entry, const Message& message, std::time_t now,
                  const std::vector<Due>& due, EntryRun& run) {
     const Envelope& envelope = entry.envelope();
     bool expired_logged = false;
-    for (const Due& item : due) {
-        const std::string& original = envelope.recipients[item.recipient];
-        double started = context.clock->now_seconds();
-        Attempt attempt = deliver_leaf(context, message, envelope, item.leaf, original);
-        double finished = context.clock->now_seconds();
-        if (attempt.kind == Attempt::Kind::skipped) {
-            context.logs.qmgr.info(fmt::format("{}: to=<{}>: left for the daemon: {}", entry.id(), item.leaf.address,
-                                               attempt.status.text()));
-            run.exit_code = EX_TEMPFAIL;
-            continue;
+    struct Tried {
+        const Due* item;
+        Attempt attempt;
+        double started, finished;
+    };
+    for (size_t first = 0; first < due.size(); first += writes_in_flight) {
+        const size_t end = std::min(due.size(), first + writes_in_flight);
+        std::vector<BegunAttempt> begun;
+        std::vector<double> started;
+        for (size_t i = first; i < end; ++i) {
+            started.push_back(context.clock->now_seconds());
+            begun.push_back(begin_leaf(context, message, envelope, due[i].leaf, envelope.recipients[due[i].recipient]));
         }
-        Status status = final_status(context, entry, attempt.status, now, expired_logged);
-        run.exit_code = worst_exit_code(run.exit_code, status.to_sysexit());
-        const RecipientState* state = entry.state().target_state(item.index);
-        bool last = &item == &due.back();
+        std::vector<Tried> tried;
+        for (size_t k = 0; k < begun.size(); ++k) {
+            Attempt attempt = finish_leaf(std::move(begun[k]));
+            tried.push_back(Tried{&due[first + k], std::move(attempt), started[k], context.clock->now_seconds()});
+        }
+
+        std::vector<StateRecord> outcomes;
+        std::vector<Status> statuses;
+        for (auto& one : tried) {
+            if (one.attempt.kind == Attempt::Kind::skipped) {
+                context.logs.qmgr.info(fmt::format("{}: to=<{}>: left for the daemon: {}", entry.id(),
+                                                   one.item->leaf.address, one.attempt.status.text()));
+                run.exit_code = EX_TEMPFAIL;
+                statuses.push_back(one.attempt.status);
+                continue;
+            }
+            Status status = final_status(context, entry, one.attempt.status, now, expired_logged);
+            run.exit_code = worst_exit_code(run.exit_code, status.to_sysexit());
+            const RecipientState* state = entry.state().target_state(one.item->index);
+            outcomes.push_back(outcome_record(context, one.item->index, status, now, state ? *state : RecipientState{}));
+            statuses.push_back(std::move(status));
+        }
         // Recorded, then logged: a kill between the two leaves no "sent" line for a
         // delivery the next runner makes again (test_queue_crash.py counts them).
-        bool recorded = record(context, entry, item.index, status, now, state ? *state : RecipientState{},
-                               item.leaf.address, run, last);
-        log_outcome(context, entry, item.leaf, original, attempt, status, started, finished);
+        bool recorded = record(context, entry, outcomes, run, end == due.size());
+        for (size_t k = 0; k < tried.size(); ++k) {
+            if (tried[k].attempt.kind == Attempt::Kind::skipped) continue;
+            const Due& item = *tried[k].item;
+            log_outcome(context, entry, item.leaf, envelope.recipients[item.recipient], tried[k].attempt, statuses[k],
+                        tried[k].started, tried[k].finished);
+        }
         if (!recorded) return false;
     }
     return true;

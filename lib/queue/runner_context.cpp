@@ -38,7 +38,8 @@ RunnerContext RunnerContext::from_config(const core::Config& config, const Spool
                          environment.settings,
                          environment.sources,
                          environment.sources,
-                         environment.run_as};
+                         environment.run_as,
+                         std::make_shared<DeliveryAgents>()};
 }
 
 }  // namespace mailroom::mail

@@ -13,6 +13,7 @@
 #include "core/config.hpp"
 #include "core/log.hpp"
 #include "core/users.hpp"
+#include "delivery/delivery_agents.hpp"
 #include "delivery/delivery_rights.hpp"
 #include "delivery/expander.hpp"
 #include "delivery/run_as.hpp"
@@ -45,6 +46,10 @@ struct RunnerContext {
     std::shared_ptr<const ExpansionSources> sources;
     std::shared_ptr<const RunAsFacts> facts;
     RunAsSettings run_as;
+    // Long-lived per-user writers for mailbox and file leaves (delivery/delivery_agents.hpp);
+    // none: a child per write. Shared by the copies of a context, owned by the process
+    // that starts them (a forked worker starts its own).
+    std::shared_ptr<DeliveryAgents> agents;
 
     // The real thing: settings and logs from `config`, accounts through NSS, the
     // system clock, this process's rights.

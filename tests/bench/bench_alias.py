@@ -22,10 +22,11 @@ The K users: no real account is made. Both systems see them through nss_wrapper
 (LD_PRELOAD of libnss_wrapper.so, NSS_WRAPPER_PASSWD/GROUP files in the temp folder):
 mailroom's `mta -d` gets the three variables in its environment, Postfix's master and
 every daemon get them through main.cf's import_environment (NAME=VALUE entries, which
-the postfix command puts in the environment it starts master with). The users all
-have nobody's uid and gid (65534), so every delivery switches to the same ids on both
-sides; their homes are empty folders under the temp folder owned by 65534 (both
-systems look for a .forward there). default_privs (nobody, in the same passwd file)
+the postfix command puts in the environment it starts master with). Each user has
+a uid of its own (40000 + i) and nobody's group, as the members of a real list do, so
+every delivery switches to another user on both sides (a per-user delivery process
+cannot serve two members); their homes are empty folders under the temp folder owned
+by their users (both systems look for a .forward there). default_privs (nobody, in the same passwd file)
 runs the pipe command on both sides: both aliases databases are owned by root.
 The sendmail submissions run without nss_wrapper on both sides (the submitter, root,
 is in the real passwd file; recipients are resolved by the daemons).
@@ -66,6 +67,7 @@ TOP = Path(__file__).resolve().parent.parent.parent
 NSS_WRAPPER = "/usr/lib/x86_64-linux-gnu/libnss_wrapper.so"
 POSTALIAS = "/usr/sbin/postalias"
 NOBODY = 65534
+FIRST_UID = 40000  # the K users' uids: FIRST_UID, FIRST_UID + 1, ...
 FANOUT_TARGET = 2.0
 PIPE_TARGET = 1.0
 SETTLE = 1.0
@@ -102,11 +104,11 @@ def write_users(work: Path, names) -> dict:
     home.mkdir(mode=0o755)
     passwd = ["nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin",
               "root:x:0:0:root:/root:/bin/sh"]
-    for name in names:
+    for uid, name in enumerate(names, FIRST_UID):
         h = home / name
         h.mkdir(mode=0o755)
-        os.chown(h, NOBODY, NOBODY)
-        passwd.append(f"{name}:x:{NOBODY}:{NOBODY}:Bench {name}:{h}:/bin/sh")
+        os.chown(h, uid, NOBODY)
+        passwd.append(f"{name}:x:{uid}:{NOBODY}:Bench {name}:{h}:/bin/sh")
     group = ["root:x:0:", "nogroup:x:65534:"]
     # Postfix's own accounts (mail_owner postfix, setgid_group postdrop), copied from
     # the machine's: with nss_wrapper the files below are all its daemons can see.
@@ -128,7 +130,7 @@ def check_nss(env: dict, name: str) -> None:
     """The fake users resolve through nss_wrapper (else nothing below can work)."""
     res = subprocess.run(["getent", "passwd", name], env={**CLEAN_ENV, **env},
                          capture_output=True, text=True)
-    if res.returncode != 0 or f":{NOBODY}:" not in res.stdout:
+    if res.returncode != 0 or f":{NOBODY}:Bench {name}:" not in res.stdout:
         raise SystemExit(f"bench_alias: nss_wrapper does not resolve {name}: "
                          f"{res.stdout.strip()} {res.stderr.strip()}")
 
