@@ -78,8 +78,10 @@ class Crash(mrtest.TestCase):
             self.addCleanup(queuetest.reap, runner)
             wanted, deadline = rng.randint(1, 40), time.monotonic() + 2
             while time.monotonic() < deadline and self.sent_since(log_size) < wanted:
-                time.sleep(0.005)
-            time.sleep(rng.uniform(0, 0.03))
+                time.sleep(0.002)
+            # Short: a daemon's workers and their delivery agents get through tens
+            # of messages in 30 ms.
+            time.sleep(rng.uniform(0, 0.01))
             queuetest.kill_and_wait(runner)  # the runner and every process it forked
             busy_kills += bool(self.box.queued())
             log_size = os.path.getsize(self.box.log)
