@@ -4,9 +4,10 @@
 // uid, verified) in its own process group, with a fresh environment and only the
 // descriptors it needs, killed with its group at command_timeout.
 //
-// mailbox: the mbox or Maildir writer in a forked child as the user (no exec: our
-//   own code, and a fork is all a delivery costs); the child reports its Status on
-//   its output. An mbox in a group-writable mail folder also gets the folder's group.
+// mailbox: the mbox or Maildir writer as the user, in the user's long-lived delivery
+//   agent when the context has a pool and the message is stored (the runner,
+//   delivery/delivery_agents.hpp), else in a forked child (no exec: our own code)
+//   that reports its Status on its output. An mbox in a group-writable mail folder also gets the folder's group.
 // file:    MboxWriter (every mailbox rule: no symlink, one link, owned by the run-as
 //   user, locks, truncated back on failure) as the run-as user, the same way.
 // command: /bin/sh -c COMMAND as the run-as user in its home, the message on stdin
