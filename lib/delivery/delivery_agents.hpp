@@ -83,7 +83,7 @@ public:
                 std::chrono::seconds timeout);
     Status wait(Ticket ticket);
 
-    // The live agents' process ids, the most recently used last (tests, `mailq -v`).
+    // The live agents' process ids, the most recently used last (for tests).
     std::vector<pid_t> pids() const;
 
     DeliveryAgents(const DeliveryAgents&) = delete;
