@@ -22,6 +22,8 @@
 #include <vector>
 
 #include "core/unique_fd.hpp"
+#include "delivery/agent_handoff.hpp"
+#include "delivery/delivery_agent.hpp"
 
 namespace mailroom::mta {
 
@@ -39,11 +41,15 @@ constexpr unsigned worker_max_runs = 100;
 constexpr std::chrono::seconds worker_max_idle{60};
 // What a worker answers when it has finished the entry it was handed.
 constexpr std::string_view done_message = "done";
+// The longest packet a worker sends: an agent request with its groups (agent_handoff.hpp).
+constexpr size_t max_worker_packet = 1024 * 1024;
 
 // One forked worker: a root process of the daemon's own image that runs queue
 // entries one at a time, each handed over its channel as a queue ID. It never
-// switches to a user itself: every delivery it makes is a child of its own
-// (lib/delivery/launcher.cpp), so the model of docs/security.md is unchanged.
+// switches to a user itself: a mailbox or file write goes to the daemon's delivery
+// agent for the user, asked for over the channel (delivery/agent_handoff.hpp), any
+// other delivery is a child of its own (lib/delivery/launcher.cpp), so the model of
+// docs/security.md is unchanged.
 struct Worker {
     core::UniqueFd channel;  // the daemon's end of a SOCK_SEQPACKET pair; empty once retired
     std::string entry;       // the entry it runs, empty while idle
@@ -76,6 +82,7 @@ private:
     void dispatch() {
         if (stopping_) return;
         retire_idle_workers(Clock::now());
+        agents_.retire_idle(Clock::now());
         while (!wanted_.empty() && has_room()) {
             std::string id = std::move(wanted_.front());
             wanted_.pop_front();
@@ -170,6 +177,7 @@ private:
             ::close(trigger_fd_);
             scan_.release();
             for (auto& [other, worker] : workers_) worker.channel.reset();
+            agents_.forget();  // our copies of their control sockets would keep them alive
             ours.reset();
             ::sigprocmask(SIG_SETMASK, &old_mask_, nullptr);
             run_worker(theirs.get());
@@ -183,6 +191,7 @@ private:
     // The worker's loop: one queue ID per message, "done" after it; the channel's
     // end (the daemon retires it, stops, or died) ends the worker.
     [[noreturn]] void run_worker(int channel) {
+        context_.agents->use_source(std::make_unique<mail::ChannelAgentSource>(channel));
         char id[256];
         for (;;) {
             ssize_t n = ::recv(channel, id, sizeof id, 0);
@@ -215,11 +224,16 @@ private:
     }
 
     void read_channel(pid_t pid, Worker& worker) {
-        char answer[16];
-        ssize_t n = ::recv(worker.channel.get(), answer, sizeof answer, MSG_DONTWAIT);
+        if (!packet_) packet_.reset(new char[max_worker_packet]);
+        ssize_t n = ::recv(worker.channel.get(), packet_.get(), max_worker_packet, MSG_DONTWAIT);
         if (n < 0 && (errno == EAGAIN || errno == EINTR)) return;
-        if (n > 0 && !worker.entry.empty() && std::string_view(answer, static_cast<size_t>(n)) == done_message) {
+        std::string_view packet(packet_.get(), n > 0 ? static_cast<size_t>(n) : 0);
+        if (n > 0 && !worker.entry.empty() && packet == done_message) {
             finished(pid, worker);
+            return;
+        }
+        if (n > 0 && !worker.entry.empty() && mail::is_agent_request(packet)) {
+            mail::answer_agent_request(worker.channel.get(), packet, agents_);
             return;
         }
         // Its end closed: it died (reaped on SIGCHLD, which logs how).
@@ -289,7 +303,10 @@ private:
         pid_t pid;
         while ((pid = ::waitpid(-1, &status, WNOHANG)) > 0) {
             auto it = workers_.find(pid);
-            if (it == workers_.end()) continue;
+            if (it == workers_.end()) {
+                agents_.reaped(pid);  // a delivery agent (or nothing of ours)
+                continue;
+            }
             const std::string& entry = it->second.entry;
             if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
                 context_.logs.qmgr.warning(fmt::format("{}: worker {} ended abnormally (status {})",
@@ -341,6 +358,10 @@ private:
     std::map<pid_t, Worker> workers_;
     std::vector<pid_t> idle_;  // workers waiting for an entry, the most recently used last
     std::set<std::string> in_flight_;
+    // The delivery agents the workers write through, ended (killed and reaped) with
+    // the daemon, when no worker is left.
+    mail::AgentRegistry agents_;
+    std::unique_ptr<char[]> packet_;  // a worker's packet, allocated at the first
     bool stopping_ = false;
     Clock::time_point stop_deadline_;
 };

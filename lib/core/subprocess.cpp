@@ -16,6 +16,7 @@
 #include <cstring>
 #include <memory>
 
+#include "core/descriptors.hpp"
 #include "core/process_signals.hpp"
 
 namespace mailroom::core {
@@ -32,15 +33,6 @@ constexpr std::chrono::milliseconds output_grace{1000};
 constexpr std::chrono::milliseconds exit_tick{20};
 // The child's exit code when a setup step failed (the reason went back on the report pipe).
 constexpr int setup_failed_code = 127;
-
-// A descriptor at 3 or above, so that moving it onto 0, 1 or 2 in the child cannot
-// clobber another one (a parent started with stdout closed gets a pipe end at 1).
-Result<UniqueFd> above_stdio(UniqueFd fd) {
-    if (fd.get() > STDERR_FILENO) return fd;
-    UniqueFd moved(::fcntl(fd.get(), F_DUPFD_CLOEXEC, STDERR_FILENO + 1));
-    if (!moved) return unexpected_errno("move a pipe above the standard descriptors");
-    return moved;
-}
 
 struct Pipe {
     UniqueFd read, write;
@@ -174,17 +166,6 @@ private:
     bool was_pending_ = false;
 };
 
-// A descriptor that becomes readable when the child exits, or none (then the
-// caller looks every exit_tick). The child stays a zombie until reaped, so its pid
-// and process group id cannot be reused meanwhile.
-UniqueFd open_pidfd(pid_t pid) {
-#ifdef SYS_pidfd_open
-    return UniqueFd(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
-#else
-    (void)pid;
-    return UniqueFd();
-#endif
-}
 
 bool has_exited(pid_t pid) {
     siginfo_t info {};
@@ -266,6 +247,8 @@ Result<SubprocessResult> Subprocess::run(const Input& input, std::chrono::steady
         if (auto r = set_nonblocking(stdin_.get()); !r) return unexpected(r.error());
     }
     if (auto r = set_nonblocking(output_.get()); !r) return unexpected(r.error());
+    // Readable when the child exits, or none (then we look every exit_tick). The
+    // child stays a zombie until reaped, so its pid and group id cannot be reused meanwhile.
     UniqueFd pidfd = open_pidfd(pid_);
 
     // Allocated, never zero-filled, and the input buffer only when there is input:
@@ -387,6 +370,21 @@ Result<int> Subprocess::reap() {
     }
     pid_ = -1;
     return status;
+}
+
+bool Subprocess::reap_if_exited() {
+    if (pid_ <= 0) return true;
+    int status = 0;
+    pid_t r;
+    do {
+        r = ::waitpid(pid_, &status, WNOHANG);
+    } while (r < 0 && errno == EINTR);
+    if (r == 0) return false;
+    // Reaped, or not ours to reap (ECHILD): either way it is gone.
+    stdin_.reset();
+    output_.reset();
+    pid_ = -1;
+    return true;
 }
 
 void Subprocess::release() {

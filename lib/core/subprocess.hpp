@@ -104,6 +104,10 @@ public:
 
     pid_t pid() const { return pid_; }
 
+    // True once the child has exited, reaping it without waiting (then pid() is -1):
+    // for a long-lived child whose end is noticed later (a retired delivery agent).
+    bool reap_if_exited();
+
     // Forgets the child without killing or reaping it, closing our pipe ends: for a
     // forked copy of the owner, whose child it is not.
     void release();

@@ -1,12 +1,12 @@
 #include "delivery/write_job.hpp"
 
-#include <charconv>
 #include <vector>
 
 #include <fmt/format.h>
 
 #include "delivery/maildir_writer.hpp"
 #include "delivery/mbox_writer.hpp"
+#include "delivery/packet_fields.hpp"
 
 namespace mailroom::mail {
 
@@ -14,13 +14,6 @@ namespace {
 
 constexpr std::string_view request_version = "write1";
 constexpr size_t request_fields = 14;
-
-template <typename Number>
-bool parse_number(std::string_view text, Number& out) {
-    if (text.empty()) return false;
-    auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), out);
-    return error == std::errc() && end == text.data() + text.size();
-}
 
 std::string lock_order(const std::vector<LockKind>& order) {
     std::string text;
@@ -58,21 +51,14 @@ std::string encode_write_request(const WriteRequest& request) {
         std::to_string(request.size),
     };
     std::string packet;
-    for (const auto& field : fields) {
-        packet += field;
-        packet += '\0';
-    }
+    for (const auto& field : fields) append_field(packet, field);
     return packet;
 }
 
 core::Result<WriteRequest> decode_write_request(std::string_view packet) {
-    std::vector<std::string_view> fields;
-    while (!packet.empty()) {
-        auto end = packet.find('\0');
-        if (end == std::string_view::npos) return core::unexpected(bad_request("a field without its end"));
-        fields.push_back(packet.substr(0, end));
-        packet.remove_prefix(end + 1);
-    }
+    auto split = split_fields(packet);
+    if (!split) return core::unexpected(bad_request("a field without its end"));
+    const auto& fields = *split;
     if (fields.size() != request_fields) return core::unexpected(bad_request("wrong number of fields"));
     if (fields[0] != request_version) return core::unexpected(bad_request("unknown version"));
 

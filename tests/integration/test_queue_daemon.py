@@ -11,6 +11,7 @@ import os
 import re
 import time
 
+import aliastest
 import mrtest
 import queuetest
 from mrtest import message
@@ -124,6 +125,55 @@ class WorkerReuse(mrtest.TestCase):
         self.assertEqual(len(set(runs)), 1, f"one worker per entry: {runs}")
         self.assertNotIn(runs[0], started, "the daemon's loop delivered itself")
         self.assertEqual(len(queuetest.read_mbox(self.box, "bob")), 4)
+
+
+def uid_of(pid):
+    """The real uid of a process, from /proc (None once it has gone)."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            return int(next(l for l in f if l.startswith("Uid:")).split()[1])
+    except (OSError, StopIteration):
+        return None
+
+
+class SharedAgents(aliastest.AliasCase):
+    """The daemon's workers write mailboxes through the daemon's delivery agents
+    (delivery/agent_handoff.hpp): each user's agent is started once per daemon, as
+    a child of the daemon, whichever worker runs the entry; the daemon ends them
+    when it stops."""
+    extra_users = [f"member{n}" for n in range(5)]
+    config = {"delivery_workers": str(WORKERS), "queue_run_delay": "1h"}
+
+    def agents(self, daemon):
+        """{member: [pid, ...]} of the processes running as each member."""
+        uids = {self.box.uids[name]: name for name in self.extra_users}
+        found = {}
+        for pid, fields in queuetest.proc_stats():
+            if fields[0] != "Z" and uid_of(pid) in uids:
+                found.setdefault(uids[uid_of(pid)], []).append((pid, int(fields[1])))
+        return found
+
+    def test_each_user_has_one_agent_started_by_the_daemon_for_every_worker(self):
+        if not mrtest.IS_ROOT:
+            self.skipTest("one uid per user needs root (every fake user is the caller otherwise)")
+        queuetest.become_subreaper()
+        self.aliases("postmaster: root\ncrew: " + ", ".join(self.extra_users) + "\n")
+        for seq in range(MESSAGES):
+            self.submit(["crew"], seq=f"s{seq}")
+        daemon = queuetest.start(self.box, "mta", ["-d"])
+        self.addCleanup(queuetest.reap, daemon)
+        queuetest.wait_until(lambda: not self.box.queued(), 60, what="an empty queue")
+        log = queuetest.log_lines(self.box)
+        workers = {pid_of(l) for l in log if "(queue active)" in l}
+        self.assertGreater(len(workers), 1, "the test needs entries run by several workers")
+        agents = self.agents(daemon)
+        self.assertEqual(sorted(agents), sorted(self.extra_users), agents)
+        for member, processes in agents.items():
+            self.assertEqual(len(processes), 1, f"{member} has an agent per worker: {processes}")
+            self.assertEqual(processes[0][1], daemon.pid, f"{member}'s agent is not the daemon's")
+            self.assertEqual(len(self.mails(member)), MESSAGES)
+        queuetest.stop_daemon(daemon)
+        queuetest.wait_until(lambda: not self.agents(daemon), 5, what="the agents gone with the daemon")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,120 @@
+#include "delivery/agent_handoff.hpp"
+
+#include <poll.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <climits>
+#include <cstring>
+#include <string>
+
+#include <fmt/format.h>
+
+#include "core/descriptors.hpp"
+#include "delivery/command_output.hpp"
+#include "delivery/packet_fields.hpp"
+#include "delivery/write_job.hpp"
+
+namespace mailroom::mail {
+
+namespace {
+
+constexpr std::string_view request_version = "agent1";
+constexpr size_t fixed_fields = 5;  // version, uid, gid, root rule, name; then the groups
+// setgroups(2) takes at most NGROUPS_MAX (65536) groups.
+constexpr size_t max_groups = 65536;
+constexpr std::string_view ok_word = "ok ";
+constexpr size_t max_answer = 4096;
+
+core::Error bad_request(std::string_view what) {
+    return core::input_error(fmt::format("malformed agent request: {}", what));
+}
+
+}  // namespace
+
+std::string encode_agent_request(const AgentIdentity& as) {
+    std::string packet;
+    append_field(packet, request_version);
+    append_field(packet, std::to_string(as.credentials.uid));
+    append_field(packet, std::to_string(as.credentials.gid));
+    append_field(packet, as.root == core::PrivilegeSwitch::RootTarget::allow ? "allow-root" : "refuse-root");
+    append_field(packet, as.name);
+    for (gid_t group : as.credentials.groups) append_field(packet, std::to_string(group));
+    return packet;
+}
+
+bool is_agent_request(std::string_view packet) {
+    return packet.size() > request_version.size() && packet.substr(0, request_version.size()) == request_version &&
+           packet[request_version.size()] == '\0';
+}
+
+core::Result<AgentIdentity> decode_agent_request(std::string_view packet) {
+    auto fields = split_fields(packet);
+    if (!fields) return core::unexpected(bad_request("a field without its end"));
+    if (fields->size() < fixed_fields || (*fields)[0] != request_version)
+        return core::unexpected(bad_request("unknown version or too few fields"));
+    if (fields->size() - fixed_fields > max_groups) return core::unexpected(bad_request("too many groups"));
+    AgentIdentity as;
+    if (!parse_number((*fields)[1], as.credentials.uid) || !parse_number((*fields)[2], as.credentials.gid))
+        return core::unexpected(bad_request("an id that is not a number"));
+    if ((*fields)[3] == "allow-root") as.root = core::PrivilegeSwitch::RootTarget::allow;
+    else if ((*fields)[3] != "refuse-root") return core::unexpected(bad_request("unknown root rule"));
+    as.name = (*fields)[4];
+    for (size_t i = fixed_fields; i < fields->size(); ++i) {
+        gid_t group;
+        if (!parse_number((*fields)[i], group)) return core::unexpected(bad_request("a group that is not a number"));
+        as.credentials.groups.push_back(group);
+    }
+    return as;
+}
+
+void answer_agent_request(int channel, std::string_view packet, AgentSource& source) {
+    auto as = decode_agent_request(packet);
+    if (!as) {
+        (void)core::send_with_fds(channel, writer_report_line(Status::temp("4.3.0", as.error().message())), {});
+        return;
+    }
+    AgentOffer offer = source.connect(*as);
+    if (!offer.failure.is_ok()) {
+        (void)core::send_with_fds(channel, writer_report_line(offer.failure), {});
+        return;
+    }
+    const AgentConnection& c = offer.connection;
+    const int fds[2] = {c.socket.get(), c.process.get()};
+    // Sent, the descriptors are the worker's: ours close when the offer goes.
+    (void)core::send_with_fds(channel, fmt::format("{}{}", ok_word, c.pid), {fds, c.process ? 2u : 1u});
+}
+
+AgentOffer ChannelAgentSource::connect(const AgentIdentity& as) {
+    AgentOffer offer;
+    auto fail = [&](std::string text) {
+        offer.failure = Status::temp("4.3.0", "no delivery agent from the daemon: " + text);
+        return std::move(offer);
+    };
+    if (!core::send_with_fds(channel_, encode_agent_request(as), {})) return fail(std::strerror(errno));
+    struct pollfd ready {channel_, POLLIN, 0};
+    int r;
+    do {
+        r = ::poll(&ready, 1, static_cast<int>(std::min<int64_t>(reply_wait_.count(), INT_MAX)));
+    } while (r < 0 && errno == EINTR);
+    if (r <= 0) return fail(r == 0 ? "no answer" : std::strerror(errno));
+    char answer[max_answer];
+    core::ReceivedPacket packet = core::receive_with_fds(channel_, answer, sizeof answer, 2);
+    if (packet.length <= 0) return fail("the daemon has gone");
+    std::string_view text(answer, static_cast<size_t>(packet.length));
+    if (packet.truncated) return fail("an answer cut short");
+    if (text.substr(0, ok_word.size()) == ok_word) {
+        pid_t pid;
+        if (packet.fds.empty() || !parse_number(text.substr(ok_word.size()), pid)) return fail("a malformed answer");
+        offer.connection.socket = std::move(packet.fds[0]);
+        if (packet.fds.size() > 1) offer.connection.process = std::move(packet.fds[1]);
+        offer.connection.pid = pid;
+        return offer;
+    }
+    auto status = status_from_output(text);
+    if (!status || status->is_ok() || !packet.fds.empty()) return fail("a malformed answer");
+    offer.failure = std::move(*status);
+    return offer;
+}
+
+}  // namespace mailroom::mail

@@ -1,0 +1,44 @@
+// Agent handoff: how an `mta -d` worker gets connections to the daemon's delivery
+// agents (delivery/delivery_agent.hpp), so that each user's agent is started once
+// per daemon rather than once per worker (docs/delivery-model.md).
+//
+// Over the worker's channel (SOCK_SEQPACKET, the one that carries queue IDs) the
+// worker sends one request, "agent1" then the uid, gid, root rule, name and groups,
+// NUL-separated, and waits; the daemon answers "ok PID" with the connection's
+// socket and a pidfd of the agent attached, or a status line ("5.7.1 cannot
+// deliver as bob: ...") with nothing attached. Both sides are root processes of one
+// image; the request is still checked field by field, as every input is.
+// Must never: block the worker past `reply_wait` on a daemon that does not answer,
+// or leave a descriptor received with a malformed answer open.
+#pragma once
+
+#include <chrono>
+#include <string>
+#include <string_view>
+
+#include "core/result.hpp"
+#include "delivery/delivery_agent.hpp"
+
+namespace mailroom::mail {
+
+std::string encode_agent_request(const AgentIdentity& as);
+core::Result<AgentIdentity> decode_agent_request(std::string_view packet);
+bool is_agent_request(std::string_view packet);
+
+// The daemon's side: answers a request read from `channel` with a connection
+// from `source` (its registry), or with the reason there is none.
+void answer_agent_request(int channel, std::string_view packet, AgentSource& source);
+
+// The worker's side: connections asked of the daemon over `channel` (not owned).
+class ChannelAgentSource final : public AgentSource {
+public:
+    explicit ChannelAgentSource(int channel, std::chrono::milliseconds reply_wait = std::chrono::seconds(60))
+        : channel_(channel), reply_wait_(reply_wait) {}
+    AgentOffer connect(const AgentIdentity& as) override;
+
+private:
+    int channel_;
+    std::chrono::milliseconds reply_wait_;
+};
+
+}  // namespace mailroom::mail
