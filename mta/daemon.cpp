@@ -39,6 +39,8 @@ constexpr size_t wakeup_backlog = 10'000;
 constexpr unsigned worker_max_runs = 100;
 // A worker left idle this long exits: a quiet daemon keeps no processes around.
 constexpr std::chrono::seconds worker_max_idle{60};
+// After a failed fork of a worker, the next try waits this long.
+constexpr std::chrono::seconds fork_retry{1};
 // What a worker answers when it has finished the entry it was handed.
 constexpr std::string_view done_message = "done";
 // The longest packet a worker sends: an agent request with its groups (agent_handoff.hpp).
@@ -86,7 +88,10 @@ private:
         while (!wanted_.empty() && has_room()) {
             std::string id = std::move(wanted_.front());
             wanted_.pop_front();
-            hand_out(id);
+            if (!hand_out(id)) {
+                wanted_.push_front(std::move(id));
+                break;
+            }
         }
         if (!scan_ && Clock::now() >= next_scan_) begin_scan();
         while (scan_ && has_room()) {
@@ -103,7 +108,11 @@ private:
             // The mtime of an entry is when it is next due (docs/spool.md). Anything but
             // a file under a queue ID is due at once: the worker quarantines it.
             if (S_ISREG(st.st_mode) && st.st_mtime > context_.clock->now()) continue;
-            hand_out(entry->d_name);
+            if (!hand_out(entry->d_name)) {
+                // No worker could take it after all (a fork failed): it waits with the wake-ups.
+                if (wanted_.size() < wakeup_backlog) wanted_.emplace_back(entry->d_name);
+                break;
+            }
         }
     }
 
@@ -124,29 +133,39 @@ private:
         return busy;
     }
 
-    bool has_room() const { return busy_workers() < settings_.workers; }
+    // A worker can take an entry now: an idle one, or a free place to fork one. A
+    // retired worker (its channel closed) keeps its place until it is reaped: counting
+    // only busy workers here once let a retiring worker's place swallow every entry
+    // of a scan, left for the next one (queue_run_delay later).
+    bool has_room() const {
+        return !idle_.empty() || (workers_.size() < settings_.workers && Clock::now() >= fork_again_at_);
+    }
 
-    // Gives entry `id` to an idle worker, forking one when none is idle. An entry
-    // already in a worker's hands is not given twice.
-    void hand_out(const std::string& id) {
-        if (in_flight_.count(id)) return;
+    // Gives entry `id` to an idle worker, forking one when none is idle; false when
+    // no worker could take it (the caller keeps the ID). An entry already in a
+    // worker's hands is not given twice.
+    bool hand_out(const std::string& id) {
+        if (in_flight_.count(id)) return true;
         while (true) {
             pid_t pid = 0;
             if (!idle_.empty()) {
                 pid = idle_.back();  // the most recently used: its pages are warm
                 idle_.pop_back();
-            } else if (workers_.size() < settings_.workers) {
+            } else if (workers_.size() < settings_.workers && Clock::now() >= fork_again_at_) {
                 pid = start_worker();
-                if (pid <= 0) return;
+                if (pid <= 0) {
+                    fork_again_at_ = Clock::now() + fork_retry;  // no busy loop on EAGAIN
+                    return false;
+                }
             } else {
-                return;  // every worker busy or on its way out: the ID waits for a scan
+                return false;
             }
             Worker& worker = workers_.at(pid);
             if (::send(worker.channel.get(), id.data(), id.size(), MSG_DONTWAIT | MSG_NOSIGNAL) ==
                 static_cast<ssize_t>(id.size())) {
                 worker.entry = id;
                 in_flight_.insert(id);
-                return;
+                return true;
             }
             // It died meanwhile (reaped when its SIGCHLD is read): try another.
             worker.channel.reset();
@@ -189,15 +208,24 @@ private:
     }
 
     // The worker's loop: one queue ID per message, "done" after it; the channel's
-    // end (the daemon retires it, stops, or died) ends the worker.
+    // end (the daemon retires it, stops, or died) ends the worker. Its mailbox writes
+    // go to the daemon's agents, asked for over the same channel while it runs an
+    // entry. When a request went unanswered (its source broke) the channel is out
+    // of step: the worker ends without "done", the daemon reaps it, and what was
+    // not recorded of the entry is run again.
     [[noreturn]] void run_worker(int channel) {
-        context_.agents->use_source(std::make_unique<mail::ChannelAgentSource>(channel));
+        auto source = std::make_unique<mail::ChannelAgentSource>(channel);
+        const mail::ChannelAgentSource& agents = *source;
+        context_.agents->use_source(std::move(source));
         char id[256];
         for (;;) {
             ssize_t n = ::recv(channel, id, sizeof id, 0);
             if (n < 0 && errno == EINTR) continue;
             if (n <= 0) ::_exit(0);
-            mail::run_entry_and_notices(context_, std::string_view(id, static_cast<size_t>(n)), false);
+            std::string_view entry(id, static_cast<size_t>(n));
+            if (!mail::is_valid_queue_id(entry)) ::_exit(EX_TEMPFAIL);  // not the daemon's: out of step
+            mail::run_entry_and_notices(context_, entry, false);
+            if (agents.broken()) ::_exit(EX_TEMPFAIL);
             if (::send(channel, done_message.data(), done_message.size(), MSG_NOSIGNAL) < 0) ::_exit(0);
         }
     }
@@ -261,6 +289,12 @@ private:
             auto wait = std::chrono::ceil<std::chrono::milliseconds>(oldest + worker_max_idle - now).count();
             int idle_ms = static_cast<int>(std::clamp<long long>(wait, 0, 60'000));
             timeout_ms = timeout_ms < 0 ? idle_ms : std::min(timeout_ms, idle_ms);
+        }
+        if (!stopping_ && (scan_ || !wanted_.empty()) && fork_again_at_ > now) {
+            // Work waits for a fork to be tried again.
+            auto wait = std::chrono::ceil<std::chrono::milliseconds>(fork_again_at_ - now).count();
+            int retry_ms = static_cast<int>(std::clamp<long long>(wait, 0, 60'000));
+            timeout_ms = timeout_ms < 0 ? retry_ms : std::min(timeout_ms, retry_ms);
         }
         // With every worker busy, leave wake-ups in the FIFO until there is room.
         if (!room) fds[1].fd = -1;
@@ -362,6 +396,7 @@ private:
     // the daemon, when no worker is left.
     mail::AgentRegistry agents_;
     std::unique_ptr<char[]> packet_;  // a worker's packet, allocated at the first
+    Clock::time_point fork_again_at_;
     bool stopping_ = false;
     Clock::time_point stop_deadline_;
 };

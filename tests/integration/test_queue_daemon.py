@@ -126,6 +126,21 @@ class WorkerReuse(mrtest.TestCase):
         self.assertNotIn(runs[0], started, "the daemon's loop delivered itself")
         self.assertEqual(len(queuetest.read_mbox(self.box, "bob")), 4)
 
+    def test_entries_met_while_the_worker_retires_wait_for_the_next_one_not_the_next_scan(self):
+        # A worker retires after 100 entries (mta/daemon.cpp worker_max_runs); until it
+        # is reaped it holds its place. The entries of the scan met meanwhile once
+        # waited for the next scan, queue_run_delay (here 1 h) later.
+        total = 110
+        for seq in range(total):
+            self.assertExit(self.box.sendmail(["-odq", "-f", "alice", "bob"], message(f"m{seq}")), 0)
+        daemon = queuetest.start(self.box, "mta", ["-d"])
+        self.addCleanup(queuetest.reap, daemon)
+        queuetest.wait_until(lambda: not self.box.queued(), 60, what="an empty queue, the retired worker replaced")
+        queuetest.stop_daemon(daemon)
+        runs = [pid_of(l) for l in queuetest.log_lines(self.box) if "(queue active)" in l]
+        self.assertEqual(len(set(runs)), 2, "a second worker after the first retired")
+        self.assertEqual(len(queuetest.read_mbox(self.box, "bob")), total)
+
 
 def uid_of(pid):
     """The real uid of a process, from /proc (None once it has gone)."""
