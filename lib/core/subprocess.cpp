@@ -372,6 +372,11 @@ Result<int> Subprocess::reap() {
     return status;
 }
 
+void Subprocess::close_pipes() {
+    stdin_.reset();
+    output_.reset();
+}
+
 bool Subprocess::reap_if_exited() {
     if (pid_ <= 0) return true;
     int status = 0;

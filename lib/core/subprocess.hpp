@@ -104,6 +104,11 @@ public:
 
     pid_t pid() const { return pid_; }
 
+    // Closes our ends of the child's stdin and output pipes, for a long-lived child
+    // that talks over descriptors of its own (a delivery agent): what it writes on
+    // stdout or stderr then fails with EPIPE. run() is then not to be called.
+    void close_pipes();
+
     // True once the child has exited, reaping it without waiting (then pid() is -1):
     // for a long-lived child whose end is noticed later (a retired delivery agent).
     bool reap_if_exited();

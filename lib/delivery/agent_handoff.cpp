@@ -91,13 +91,17 @@ AgentOffer ChannelAgentSource::connect(const AgentIdentity& as) {
         offer.failure = Status::temp("4.3.0", "no delivery agent from the daemon: " + text);
         return std::move(offer);
     };
+    if (broken_) return fail("an earlier request went unanswered");
     if (!core::send_with_fds(channel_, encode_agent_request(as), {})) return fail(std::strerror(errno));
     struct pollfd ready {channel_, POLLIN, 0};
     int r;
     do {
         r = ::poll(&ready, 1, static_cast<int>(std::min<int64_t>(reply_wait_.count(), INT_MAX)));
     } while (r < 0 && errno == EINTR);
-    if (r <= 0) return fail(r == 0 ? "no answer" : std::strerror(errno));
+    if (r <= 0) {
+        broken_ = true;
+        return fail(r == 0 ? "no answer" : std::strerror(errno));
+    }
     char answer[max_answer];
     core::ReceivedPacket packet = core::receive_with_fds(channel_, answer, sizeof answer, 2);
     if (packet.length <= 0) return fail("the daemon has gone");

@@ -9,7 +9,9 @@
 // deliver as bob: ...") with nothing attached. Both sides are root processes of one
 // image; the request is still checked field by field, as every input is.
 // Must never: block the worker past `reply_wait` on a daemon that does not answer,
-// or leave a descriptor received with a malformed answer open.
+// take a late answer to an earlier request for the answer to this one (after a
+// request left unanswered the source is broken: it refuses every later one, and
+// the worker ends), or leave a descriptor received with a malformed answer open.
 #pragma once
 
 #include <chrono>
@@ -35,10 +37,13 @@ public:
     explicit ChannelAgentSource(int channel, std::chrono::milliseconds reply_wait = std::chrono::seconds(60))
         : channel_(channel), reply_wait_(reply_wait) {}
     AgentOffer connect(const AgentIdentity& as) override;
+    // A request went unanswered: what comes next on the channel cannot be trusted.
+    bool broken() const { return broken_; }
 
 private:
     int channel_;
     std::chrono::milliseconds reply_wait_;
+    bool broken_ = false;
 };
 
 }  // namespace mailroom::mail

@@ -179,6 +179,8 @@ AgentRegistry::Agents::iterator AgentRegistry::start(const AgentIdentity& as, Ag
         offer.failure = start_failure(process.error(), as);
         return live_.end();
     }
+    // It talks over its sockets only: the pipes would cost the owner two descriptors an agent.
+    process->close_pipes();
     const pid_t pid = process->pid();
     live_.push_back(Agent{as, std::move(*process), std::move(control->ours), Clock::now()});
     offer.connection = AgentConnection{std::move(connection->ours), core::open_pidfd(pid), pid};
@@ -187,7 +189,10 @@ AgentRegistry::Agents::iterator AgentRegistry::start(const AgentIdentity& as, Ag
 
 bool AgentRegistry::hand_out(Agent& agent, AgentOffer& offer) {
     auto pair = socket_pair();
-    if (!pair) return false;
+    if (!pair) {
+        offer.failure = Status::from_error(pair.error());
+        return true;  // the agent is not to blame
+    }
     const int theirs = pair->theirs.get();
     if (!core::send_with_fds(agent.control.get(), connect_word, {&theirs, 1})) return false;
     const pid_t pid = agent.process.pid();

@@ -110,6 +110,7 @@ private:
     using Agents = std::list<Agent>;
 
     Agents::iterator start(const AgentIdentity& as, AgentOffer& offer);
+    // A connection to `agent` into offer (or offer.failure); false when the agent is dead.
     bool hand_out(Agent& agent, AgentOffer& offer);
     void retire(Agents::iterator agent);
     void forget_if_inherited();

@@ -122,10 +122,19 @@ TEST_CASE("A worker's source reads the daemon's answer and refuses a malformed o
             CHECK(offer.failure.is_temporary());
             CHECK(offer.failure.code() == "4.3.0");
         }
+        // A late answer is never taken for the answer to the next request.
         Channel silent;
-        AgentOffer late = ChannelAgentSource(silent.worker.get(), std::chrono::milliseconds(50)).connect(as(first_uid));
+        ChannelAgentSource source(silent.worker.get(), std::chrono::milliseconds(50));
+        AgentOffer late = source.connect(as(first_uid));
         CHECK(late.failure.is_temporary());
         CHECK(late.failure.text().find("no answer") != std::string::npos);
+        CHECK(source.broken());
+        Channel agent_side;
+        const int fds[1] = {agent_side.worker.get()};
+        REQUIRE(mailroom::core::send_with_fds(silent.daemon.get(), "ok 4242", fds));
+        AgentOffer next = source.connect(as(first_uid + 1));
+        CHECK(next.failure.is_temporary());
+        CHECK(next.failure.text().find("unanswered") != std::string::npos);
     }
 }
 
