@@ -4,7 +4,11 @@
 // has come, and hands each entry to a worker, at most `workers` at a time. Workers
 // are forked root processes that run one entry after another (the ID goes over a
 // SOCK_SEQPACKET pair, "done" comes back), each for at most 100 entries or 60 s
-// idle; every delivery is still a child of the worker, as the recipient.
+// idle. Mailbox and file writes go to delivery agents that the daemon starts and
+// owns, one per user, shared by every worker (delivery/agent_handoff.hpp: a worker
+// asks for a connection over its channel); every other delivery is a child of the
+// worker, as the recipient. The daemon reaps the agents with its workers and ends
+// them when it stops.
 //
 // Invariants: the loop never forks while it holds anything but its own fds; an
 // entry is handed to one worker at a time (the in-flight set, and the entry's

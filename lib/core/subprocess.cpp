@@ -166,7 +166,6 @@ private:
     bool was_pending_ = false;
 };
 
-
 bool has_exited(pid_t pid) {
     siginfo_t info {};
     return ::waitid(P_PID, static_cast<id_t>(pid), &info, WEXITED | WNOHANG | WNOWAIT) == 0 && info.si_pid == pid;
