@@ -23,14 +23,12 @@ constexpr std::string_view connect_word = "connect";
 
 // --- the agent's side: already switched to its user, for life ---
 
-Status serve_one(const core::ReceivedPacket& packet, const char* buf) {
+Status serve_one(core::ReceivedPacket& packet, const char* buf) {
     if (packet.truncated || packet.fds.size() != 1)
         return Status::temp("4.3.0", "malformed delivery request: cut short or without its message");
     auto request = decode_write_request(std::string_view(buf, static_cast<size_t>(packet.length)));
     if (!request) return Status::temp("4.3.0", request.error().message());
-    core::UniqueFd fd(::dup(packet.fds[0].get()));  // from_stored owns its own
-    if (!fd) return Status::from_errno(errno, "dup a message descriptor");
-    auto message = Message::from_stored(std::move(fd), request->offset, request->size);
+    auto message = Message::from_stored(std::move(packet.fds[0]), request->offset, request->size);
     if (!message) return Status::from_error(message.error());
     return run_write_job(request->job, *message);
 }

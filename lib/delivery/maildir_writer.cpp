@@ -9,8 +9,10 @@
 #include <atomic>
 #include <cerrno>
 #include <climits>
+#include <map>
 #include <memory>
 #include <optional>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -28,6 +30,8 @@ constexpr size_t chunk_size = 64 * 1024;
 constexpr int name_attempts = 8;
 // Maildir rule: a tmp/ file untouched for 36 hours is a leftover of a crashed delivery.
 constexpr time_t tmp_max_age = 36 * 60 * 60;
+// A process sweeps one tmp/ at most this often (seconds).
+constexpr time_t tmp_sweep_interval = 60 * 60;
 
 // A system failure while delivering: temporary, classified by errno (ENOSPC 4.3.1, ...).
 Status failure(std::string context, int err = errno) {
@@ -68,14 +72,22 @@ private:
     bool armed_ = true;
 };
 
-// Creates (0700) and opens one Maildir folder `name` inside at_fd without following a
-// symlink, and checks that it belongs to info.uid. On success `out` holds the folder.
+// Opens one Maildir folder `name` inside at_fd without following a symlink,
+// creating it (0700, the user's) when it is missing, and checks that it belongs to
+// info.uid. On success `out` holds the folder and `created` says whether it is new:
+// the caller then fsyncs at_fd, once for all the folders it made there.
 std::optional<Status> open_folder(int at_fd, const std::string& name, const std::string& shown,
-                                  const DeliveryInfo& info, core::UniqueFd& out) {
-    bool created = ::mkdirat(at_fd, name.c_str(), 0700) == 0;
-    if (!created && errno != EEXIST) return failure("create folder " + shown);
-
-    core::UniqueFd fd(::openat(at_fd, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+                                  const DeliveryInfo& info, core::UniqueFd& out, bool& created) {
+    constexpr int flags = O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC;
+    // Opened first, made only when missing: a delivery into an existing Maildir (all
+    // but the first) makes no mkdir that fails with EEXIST.
+    core::UniqueFd fd(::openat(at_fd, name.c_str(), flags));
+    created = false;
+    if (!fd && errno == ENOENT) {
+        created = ::mkdirat(at_fd, name.c_str(), 0700) == 0;
+        if (!created && errno != EEXIST) return failure("create folder " + shown);
+        fd.reset(::openat(at_fd, name.c_str(), flags));
+    }
     if (!fd) {
         int err = errno;
         struct stat st;
@@ -87,14 +99,9 @@ std::optional<Status> open_folder(int at_fd, const std::string& name, const std:
         }
         return failure("open folder " + shown, err);
     }
-    if (created) {
-        // Root delivers on the user's behalf: what it creates must belong to the user.
-        if (::geteuid() == 0 && ::fchown(fd.get(), info.uid, info.gid) != 0)
-            return failure("chown folder " + shown);
-        // fsync the parent: a crash must not lose the new folder and mail linked into it later.
-        if (auto synced = core::fsync_fd(at_fd, "folder holding " + shown); !synced)
-            return Status::from_error(synced.error());
-    }
+    // Root delivers on the user's behalf: what it creates must belong to the user.
+    if (created && ::geteuid() == 0 && ::fchown(fd.get(), info.uid, info.gid) != 0)
+        return failure("chown folder " + shown);
     struct stat st;
     if (::fstat(fd.get(), &st) != 0) return failure("stat folder " + shown);
     if (st.st_uid != info.uid)
@@ -102,6 +109,30 @@ std::optional<Status> open_folder(int at_fd, const std::string& name, const std:
                                    shown, st.st_uid, info.uid));
     out = std::move(fd);
     return std::nullopt;
+}
+
+// fsync of a folder that got new folders: a crash must not lose them, nor mail
+// linked into them later.
+std::optional<Status> sync_if(bool created, int folder_fd, const std::string& shown) {
+    if (!created) return std::nullopt;
+    if (auto synced = core::fsync_fd(folder_fd, "folder " + shown); !synced) return Status::from_error(synced.error());
+    return std::nullopt;
+}
+
+// Whether tmp/ (by path, device and inode) is due for its sweep in this process: at
+// most once an hour, as a long-lived delivery agent writes the same Maildir again and
+// again and tmp/ holds only files older than 36 hours worth removing.
+bool sweep_due(int tmp_fd, const std::string& path) {
+    static std::map<std::tuple<std::string, dev_t, ino_t>, time_t> swept;
+    struct stat st;
+    if (::fstat(tmp_fd, &st) != 0) return true;
+    const time_t now = ::time(nullptr);
+    auto key = std::make_tuple(path, st.st_dev, st.st_ino);
+    if (auto it = swept.find(key); it != swept.end() && it->second <= now && now - it->second < tmp_sweep_interval)
+        return false;
+    if (swept.size() >= 4096) swept.clear();  // an agent serves one user: not reached in practice
+    swept[std::move(key)] = now;
+    return true;
 }
 
 // Removes regular files in tmp/ neither read nor written for 36 hours. Cheap because
@@ -192,13 +223,16 @@ Status MaildirWriter::deliver(const Message& message, const DeliveryInfo& info,
     if (!parent) return failure("open folder " + parent_path);
 
     core::UniqueFd top, tmp, fresh, cur;
-    if (auto refused = open_folder(parent.get(), base, folder, info, top)) return *refused;
-    if (auto refused = open_folder(top.get(), "tmp", folder + "/tmp", info, tmp)) return *refused;
-    if (auto refused = open_folder(top.get(), "new", folder + "/new", info, fresh)) return *refused;
-    if (auto refused = open_folder(top.get(), "cur", folder + "/cur", info, cur)) return *refused;
+    bool made_top = false, made_tmp = false, made_new = false, made_cur = false;
+    if (auto refused = open_folder(parent.get(), base, folder, info, top, made_top)) return *refused;
+    if (auto refused = sync_if(made_top, parent.get(), parent_path)) return *refused;
+    if (auto refused = open_folder(top.get(), "tmp", folder + "/tmp", info, tmp, made_tmp)) return *refused;
+    if (auto refused = open_folder(top.get(), "new", folder + "/new", info, fresh, made_new)) return *refused;
+    if (auto refused = open_folder(top.get(), "cur", folder + "/cur", info, cur, made_cur)) return *refused;
+    if (auto refused = sync_if(made_tmp || made_new || made_cur, top.get(), folder)) return *refused;
     cur.reset();
 
-    remove_stale_tmp(tmp.get());
+    if (sweep_due(tmp.get(), folder + "/tmp")) remove_stale_tmp(tmp.get());
 
     const std::string headers = delivery_headers(info);
     // The message's own Return-Path: is left out (we write the real one): S= counts

@@ -58,7 +58,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench_common import (CLEAN_ENV, RunFailed, log, make_message, median, tail,
+from bench_common import (CLEAN_ENV, RunFailed, log, make_message, median, set_aside, tail,
                           timed_submission)
 from bench_mailroom import Mailroom, missing_programs
 from bench_postfix import Postfix, postfix_version
@@ -248,8 +248,7 @@ class Side:
 
     def reset(self) -> None:
         for box in self.boxes():
-            if box.exists():
-                shutil.rmtree(box)
+            set_aside(box)
         if self.counter.exists():
             self.counter.unlink()
 

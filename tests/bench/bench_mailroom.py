@@ -11,13 +11,12 @@ stopped and waited for by stop() (queue_bench.py calls it in a finally). It must
 never signal any process but the daemon it started.
 """
 import os
-import shutil
 import signal
 import subprocess
 import time
 from pathlib import Path
 
-from bench_common import CLEAN_ENV, tail, tree_cpu_seconds
+from bench_common import CLEAN_ENV, set_aside, tail, tree_cpu_seconds
 
 # The throughput half needs sendmail and mta; --mailq needs mailq as well.
 PROGRAMS = ("sendmail", "mta")
@@ -112,11 +111,7 @@ class Mailroom:
         return self.spool / "nobody"
 
     def reset_mailbox(self) -> None:
-        box = self.mailbox()
-        if box.is_dir():
-            shutil.rmtree(box)
-        elif box.exists():
-            box.unlink()
+        set_aside(self.mailbox())
 
     def mailq_shell(self) -> str:
         return f"{self.bin / 'mailq'} -C {self.conf} | tail -1"

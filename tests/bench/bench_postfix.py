@@ -12,11 +12,10 @@ started it (queue_bench.py does so in a finally). It must never signal or stop a
 Postfix it did not start.
 """
 import os
-import shutil
 import subprocess
 from pathlib import Path
 
-from bench_common import CLEAN_ENV, tail, tree_cpu_seconds
+from bench_common import CLEAN_ENV, set_aside, tail, tree_cpu_seconds
 
 POSTFIX = "/usr/sbin/postfix"
 SENDMAIL = "/usr/sbin/sendmail"
@@ -174,11 +173,7 @@ append_dot_mydomain = no
         return self.spool / "nobody"
 
     def reset_mailbox(self) -> None:
-        box = self.mailbox()
-        if box.is_dir():
-            shutil.rmtree(box)
-        elif box.exists():
-            box.unlink()
+        set_aside(self.mailbox())
 
     def queued(self) -> int:
         """Queue files in incoming/ (hashing is off for incoming by default)."""

@@ -195,7 +195,7 @@ TEST_CASE("Maildir: names are unique across 4 processes delivering 100 each") {
 TEST_CASE("Maildir: a tmp/ leftover older than 36 hours is removed, a fresh one stays") {
     TempDir dir;
     const auto info = info_for(dir.path + "/Maildir");
-    REQUIRE(MaildirWriter().deliver(message_of(sample), info).is_ok());
+    for (const char* folder : {"", "/tmp", "/new", "/cur"}) REQUIRE(::mkdir((info.path + folder).c_str(), 0700) == 0);
     const std::string tmp = info.path + "/tmp/";
     spit(tmp + "old", "x");
     spit(tmp + "fresh", "x");
@@ -211,6 +211,13 @@ TEST_CASE("Maildir: a tmp/ leftover older than 36 hours is removed, a fresh one 
     std::sort(left.begin(), left.end());
     CHECK(left == std::vector<std::string>{"fresh", "oldlink"});
     CHECK(slurp(dir.path + "/outside") == "x");
+
+    // A process sweeps one tmp/ at most once an hour (a delivery agent writes the same
+    // Maildir again and again): a leftover planted since stays until then.
+    spit(tmp + "old2", "x");
+    age(tmp + "old2", 37h);
+    REQUIRE(MaildirWriter().deliver(message_of(sample), info).is_ok());
+    CHECK(names_in(tmp).size() == 3);
 }
 
 TEST_CASE("Maildir: a Maildir folder that is a symlink is refused and its target untouched") {
