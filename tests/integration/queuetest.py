@@ -19,6 +19,19 @@ import mrtest
 HEADER_RE = re.compile(rb"^mailroom-queue (\d+) message (\d{20})\n")
 
 
+def split_recipient_line(rest):
+    """`ADDRESS> [notify=N] [orcpt=O]` (docs/spool.md): the address ends at the first
+    `>` outside a quoted string; returns (address, {name: value})."""
+    quoted = False
+    for i, c in enumerate(rest):
+        if c == '"' and (i == 0 or rest[i - 1] != "\\"):
+            quoted = not quoted
+        elif c == ">" and not quoted:
+            params = dict(p.split("=", 1) for p in rest[i + 1:].split())
+            return rest[:i], params
+    raise ValueError(f"a recipient line without its '>': {rest!r}")
+
+
 class Entry:
     """One queue file: its envelope and its state log, folded per recipient."""
 
@@ -35,6 +48,7 @@ class Entry:
         self.arrival = None
         self.sender = None
         self.recipients = []
+        self.recipient_params = []  # {"notify": ..., "orcpt": ...} of each recipient
         self.records = []
         in_envelope = True
         for line in tail.split("\n")[:-1]:  # the last piece is empty or a torn line
@@ -46,7 +60,9 @@ class Entry:
                 elif line.startswith("sender <"):
                     self.sender = line[len("sender <"):-1]
                 elif line.startswith("recipient <"):
-                    self.recipients.append(line[len("recipient <"):-1])
+                    address, params = split_recipient_line(line[len("recipient <"):])
+                    self.recipients.append(address)
+                    self.recipient_params.append(params)
                 continue
             self.records.append(line.split(" "))
 
