@@ -105,6 +105,8 @@ bool same_credentials(const AgentIdentity& a, const AgentIdentity& b) {
 
 AgentRegistry::AgentRegistry(DeliveryAgentLimits limits) : limits_(limits), owner_(::getpid()) {}
 
+AgentRegistry::~AgentRegistry() { forget_if_inherited(); }
+
 void AgentRegistry::forget() {
     for (auto& agent : live_) agent.process.release();
     for (auto& process : retired_) process.release();

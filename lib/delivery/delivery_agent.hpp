@@ -98,7 +98,8 @@ public:
     AgentRegistry(const AgentRegistry&) = delete;
     AgentRegistry& operator=(const AgentRegistry&) = delete;
     // Ends every agent (killed and reaped): the owner's connections are gone with it.
-    ~AgentRegistry() override = default;
+    // In a forked copy of the owner it leaves them alone.
+    ~AgentRegistry() override;
 
 private:
     struct Agent {

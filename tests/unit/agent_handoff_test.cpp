@@ -238,3 +238,25 @@ TEST_CASE("A retired agent ends with its last connection, not before; reaped() f
     CHECK_FALSE(registry.reaped(live));
     CHECK(registry.pids().empty());
 }
+
+TEST_CASE("A registry ended in a forked copy of its owner leaves the owner's agents alone", "[agents][root]") {
+    if (::geteuid() != 0) {
+        WARN("skipped: agents switch to other users only as root");
+        return;
+    }
+    auto registry = std::make_unique<AgentRegistry>();
+    AgentOffer offer = registry->connect(as(first_uid));
+    REQUIRE(offer.failure.is_ok());
+    pid_t child = ::fork();
+    REQUIRE(child >= 0);
+    if (child == 0) {
+        registry.reset();  // a fork of the owner ending its copy
+        ::_exit(0);
+    }
+    int status = 0;
+    REQUIRE(::waitpid(child, &status, 0) == child);
+    CHECK_FALSE(ends_within(offer.connection.pid, 300));
+    CHECK(registry->pids() == std::vector<pid_t>{offer.connection.pid});
+    registry.reset();  // the owner's end: the agent goes with it
+    CHECK(ends_within(offer.connection.pid, 5000));
+}
