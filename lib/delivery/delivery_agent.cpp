@@ -65,14 +65,12 @@ int serve(int control, int first_connection) {
                 connections.push_back(std::move(handed.fds[0]));
             }  // anything else: not the owner's, dropped with its descriptors
         }
-        // Newly added connections have no poll entry yet: only the first ones count.
-        const size_t polled = ready.size() - 1;
-        std::vector<bool> over(connections.size(), false);
-        for (size_t i = 0; i < polled; ++i) {
-            if (ready[i + 1].revents != 0) over[i] = !answer(connections[i].get(), buf.get());
+        // A connection added just now has no poll entry yet: only the polled ones count,
+        // walked from the last so that closing one does not move those still to come.
+        for (size_t i = ready.size() - 1; i-- > 0;) {
+            if (ready[i + 1].revents != 0 && !answer(connections[i].get(), buf.get()))
+                connections.erase(connections.begin() + static_cast<std::ptrdiff_t>(i));
         }
-        size_t i = 0;
-        std::erase_if(connections, [&](const core::UniqueFd&) { return over[i++]; });
     }
     return 0;
 }

@@ -310,7 +310,8 @@ def table(args, bin_dir, missing, work, results, failed, commands, elapsed) -> s
         f"mailroom: not built (no {', '.join(missing)} in {bin_dir})",
         f"Postfix: {postfix_version()}, private instance (Debian master.cf, no chroot, no "
         "smtp listener, alias_maps = hash:)",
-        f"users: {args.members} nss_wrapper users, all uid/gid 65534, Maildirs in a mode 1777 "
+        f"users: {args.members} nss_wrapper users, uids {FIRST_UID}.. (one each), nobody's group, "
+        "Maildirs in a mode 1777 "
         "folder (mail_spool_dir / mail_spool_directory ending in /)",
         f"(a) {args.messages} x `sendmail -i list` (4096 bytes) to {args.members} members "
         f"= {fan_units} Maildir deliveries per run",

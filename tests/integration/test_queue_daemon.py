@@ -159,7 +159,7 @@ class SharedAgents(aliastest.AliasCase):
     extra_users = [f"member{n}" for n in range(5)]
     config = {"delivery_workers": str(WORKERS), "queue_run_delay": "1h"}
 
-    def agents(self, daemon):
+    def agents(self):
         """{member: [pid, ...]} of the processes running as each member."""
         uids = {self.box.uids[name]: name for name in self.extra_users}
         found = {}
@@ -181,14 +181,14 @@ class SharedAgents(aliastest.AliasCase):
         log = queuetest.log_lines(self.box)
         workers = {pid_of(l) for l in log if "(queue active)" in l}
         self.assertGreater(len(workers), 1, "the test needs entries run by several workers")
-        agents = self.agents(daemon)
+        agents = self.agents()
         self.assertEqual(sorted(agents), sorted(self.extra_users), agents)
         for member, processes in agents.items():
             self.assertEqual(len(processes), 1, f"{member} has an agent per worker: {processes}")
             self.assertEqual(processes[0][1], daemon.pid, f"{member}'s agent is not the daemon's")
             self.assertEqual(len(self.mails(member)), MESSAGES)
         queuetest.stop_daemon(daemon)
-        queuetest.wait_until(lambda: not self.agents(daemon), 5, what="the agents gone with the daemon")
+        queuetest.wait_until(lambda: not self.agents(), 5, what="the agents gone with the daemon")
 
 
 if __name__ == "__main__":
