@@ -27,10 +27,10 @@ def set_aside(mailbox: Path) -> None:
     """Moves a mailbox of an earlier run (an mbox file or a Maildir) out of the way,
     into old-mailboxes/ beside its folder, instead of deleting it; the work folder
     goes at the end, after the runs. Deleting thousands of files right before a run
-    makes ext4 pass over every inode freed in the last 30 s each time it allocates
-    one (__ext4_new_inode -> recently_deleted, seen with perf): it doubled the CPU of
-    every delivery of the next run, a cost of the benchmark's own, not of the system
-    under test, and the larger the faster that system is."""
+    makes ext4 without a journal pass over every inode freed in the last minutes each
+    time it allocates one (__ext4_new_inode -> recently_deleted, seen with perf): it
+    doubled the CPU of every delivery of the next run, a cost of the benchmark's own,
+    not of the system under test, and the larger the faster that system is."""
     if not mailbox.exists() and not mailbox.is_symlink():
         return
     aside = mailbox.parent.parent / "old-mailboxes"

@@ -184,7 +184,7 @@ cmd() { # cmd PROGRAM FORMAT
 
 # Empty every mailbox and index (not timed): the old ones are moved aside, not
 # deleted, until the end. Deleting 2000 files right before a run makes ext4 pass
-# over every inode freed in the last 30 s each time it allocates one
+# over every inode freed in the last minutes each time it allocates one
 # (__ext4_new_inode -> recently_deleted): a cost of the benchmark's, not of the
 # program measured (tests/bench/bench_common.py set_aside).
 resets=0
