@@ -66,7 +66,7 @@ bool send_with_fds(int socket, std::string_view packet, std::span<const int> fds
     return n == static_cast<ssize_t>(packet.size());
 }
 
-ReceivedPacket receive_with_fds(int socket, char* buf, size_t size, size_t max_fds, int flags) {
+ReceivedPacket receive_with_fds(int socket, char* buf, size_t size, size_t max_fds) {
     ReceivedPacket packet;
     struct iovec iov {buf, size};
     alignas(struct cmsghdr) char control[CMSG_SPACE(sizeof(int) * max_passed)];
@@ -76,7 +76,7 @@ ReceivedPacket receive_with_fds(int socket, char* buf, size_t size, size_t max_f
     msg.msg_control = control;
     msg.msg_controllen = sizeof control;
     do {
-        packet.length = ::recvmsg(socket, &msg, MSG_CMSG_CLOEXEC | flags);
+        packet.length = ::recvmsg(socket, &msg, MSG_CMSG_CLOEXEC);
     } while (packet.length < 0 && errno == EINTR);
     if (packet.length < 0) return packet;
     packet.truncated = (msg.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) != 0;

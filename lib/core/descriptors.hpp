@@ -39,6 +39,6 @@ struct ReceivedPacket {
     bool truncated = false;
 };
 // Receives one packet into buf (of `size`), keeping at most `max_fds` descriptors.
-ReceivedPacket receive_with_fds(int socket, char* buf, size_t size, size_t max_fds, int flags = 0);
+ReceivedPacket receive_with_fds(int socket, char* buf, size_t size, size_t max_fds);
 
 }  // namespace mailroom::core

@@ -12,7 +12,6 @@
 #include <map>
 #include <memory>
 #include <optional>
-#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -119,19 +118,16 @@ std::optional<Status> sync_if(bool created, int folder_fd, const std::string& sh
     return std::nullopt;
 }
 
-// Whether tmp/ (by path, device and inode) is due for its sweep in this process: at
-// most once an hour, as a long-lived delivery agent writes the same Maildir again and
-// again and tmp/ holds only files older than 36 hours worth removing.
-bool sweep_due(int tmp_fd, const std::string& path) {
-    static std::map<std::tuple<std::string, dev_t, ino_t>, time_t> swept;
-    struct stat st;
-    if (::fstat(tmp_fd, &st) != 0) return true;
+// Whether `tmp_path` is due for its sweep in this process: at most once an hour, as a
+// long-lived delivery agent writes the same Maildir again and again and tmp/ holds
+// only files older than 36 hours worth removing. By path: no system call a delivery.
+bool sweep_due(const std::string& tmp_path) {
+    static std::map<std::string, time_t> swept;
     const time_t now = ::time(nullptr);
-    auto key = std::make_tuple(path, st.st_dev, st.st_ino);
-    if (auto it = swept.find(key); it != swept.end() && it->second <= now && now - it->second < tmp_sweep_interval)
+    if (auto it = swept.find(tmp_path); it != swept.end() && it->second <= now && now - it->second < tmp_sweep_interval)
         return false;
     if (swept.size() >= 4096) swept.clear();  // an agent serves one user: not reached in practice
-    swept[std::move(key)] = now;
+    swept[tmp_path] = now;
     return true;
 }
 
@@ -232,7 +228,7 @@ Status MaildirWriter::deliver(const Message& message, const DeliveryInfo& info,
     if (auto refused = sync_if(made_tmp || made_new || made_cur, top.get(), folder)) return *refused;
     cur.reset();
 
-    if (sweep_due(tmp.get(), folder + "/tmp")) remove_stale_tmp(tmp.get());
+    if (sweep_due(folder + "/tmp")) remove_stale_tmp(tmp.get());
 
     const std::string headers = delivery_headers(info);
     // The message's own Return-Path: is left out (we write the real one): S= counts
