@@ -20,6 +20,7 @@ namespace mailroom::mail {
 namespace {
 
 constexpr std::string_view request_version = "agent1";
+constexpr std::string_view mailbox_version = "mailbox1";
 constexpr size_t fixed_fields = 5;  // version, uid, gid, root rule, name; then the groups
 // setgroups(2) takes at most NGROUPS_MAX (65536) groups.
 constexpr size_t max_groups = 65536;
@@ -68,13 +69,9 @@ core::Result<AgentIdentity> decode_agent_request(std::string_view packet) {
     return as;
 }
 
-void answer_agent_request(int channel, std::string_view packet, AgentSource& source) {
-    auto as = decode_agent_request(packet);
-    if (!as) {
-        (void)core::send_with_fds(channel, writer_report_line(Status::temp("4.3.0", as.error().message())), {});
-        return;
-    }
-    AgentOffer offer = source.connect(*as);
+namespace {
+
+void send_offer(int channel, const AgentOffer& offer) {
     if (!offer.failure.is_ok()) {
         (void)core::send_with_fds(channel, writer_report_line(offer.failure), {});
         return;
@@ -85,6 +82,50 @@ void answer_agent_request(int channel, std::string_view packet, AgentSource& sou
     (void)core::send_with_fds(channel, fmt::format("{}{}", ok_word, c.pid), {fds, c.process ? 2u : 1u});
 }
 
+}  // namespace
+
+void answer_agent_request(int channel, std::string_view packet, AgentSource& source) {
+    auto as = decode_agent_request(packet);
+    if (!as) {
+        (void)core::send_with_fds(channel, writer_report_line(Status::temp("4.3.0", as.error().message())), {});
+        return;
+    }
+    send_offer(channel, source.connect(*as));
+}
+
+std::string encode_mailbox_request(std::string_view user) {
+    std::string packet;
+    append_field(packet, mailbox_version);
+    append_field(packet, user);
+    return packet;
+}
+
+core::Result<std::string> decode_mailbox_request(std::string_view packet) {
+    auto fields = split_fields(packet);
+    if (!fields) return core::unexpected(bad_request("a field without its end"));
+    if (fields->size() != 2 || (*fields)[0] != mailbox_version)
+        return core::unexpected(bad_request("unknown version or wrong number of fields"));
+    std::string user((*fields)[1]);
+    // A login name: what NSS would be asked for, nothing that could name a path.
+    if (user.empty() || user.size() > 256 || user.find_first_of("/\n\r") != std::string::npos)
+        return core::unexpected(bad_request("not a user name"));
+    return user;
+}
+
+void answer_mailbox_request(int channel, std::string_view packet, AgentSource& source, const MailboxResolver& resolve) {
+    auto user = decode_mailbox_request(packet);
+    if (!user) {
+        (void)core::send_with_fds(channel, writer_report_line(Status::temp("4.3.0", user.error().message())), {});
+        return;
+    }
+    auto resolved = resolve(*user);
+    if (auto* refused = std::get_if<Status>(&resolved)) {
+        (void)core::send_with_fds(channel, writer_report_line(*refused), {});
+        return;
+    }
+    send_offer(channel, source.connect(std::get<AgentIdentity>(resolved)));
+}
+
 AgentOffer ChannelAgentSource::connect(const AgentIdentity& as) {
     AgentOffer offer;
     auto fail = [&](std::string text) {
@@ -92,7 +133,8 @@ AgentOffer ChannelAgentSource::connect(const AgentIdentity& as) {
         return std::move(offer);
     };
     if (broken_) return fail("an earlier request went unanswered");
-    if (!core::send_with_fds(channel_, encode_agent_request(as), {})) return fail(std::strerror(errno));
+    std::string request = request_ == Request::mailbox ? encode_mailbox_request(as.name) : encode_agent_request(as);
+    if (!core::send_with_fds(channel_, request, {})) return fail(std::strerror(errno));
     struct pollfd ready {channel_, POLLIN, 0};
     int r;
     do {

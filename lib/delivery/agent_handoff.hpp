@@ -15,6 +15,8 @@
 #pragma once
 
 #include <chrono>
+#include <functional>
+#include <variant>
 #include <string>
 #include <string_view>
 
@@ -31,11 +33,24 @@ bool is_agent_request(std::string_view packet);
 // from `source` (its registry), or with the reason there is none.
 void answer_agent_request(int channel, std::string_view packet, AgentSource& source);
 
-// The worker's side: connections asked of the daemon over `channel` (not owned).
+// lmtpd's form (docs/security.md "lmtpd"): its session process, which faces the
+// network and has no rights to give, names a user and nothing else, "mailbox1" NUL
+// name; the root side looks the user up and decides the credentials and the one
+// mailbox the agent may write (AgentIdentity::only).
+std::string encode_mailbox_request(std::string_view user);
+core::Result<std::string> decode_mailbox_request(std::string_view packet);
+// A user name → the identity of the agent for that user's mailbox, or why not.
+using MailboxResolver = std::function<std::variant<AgentIdentity, Status>(const std::string& user)>;
+void answer_mailbox_request(int channel, std::string_view packet, AgentSource& source, const MailboxResolver& resolve);
+
+// The worker's side: connections asked of the daemon over `channel` (not owned),
+// by credentials (an `mta -d` worker) or by user name alone (lmtpd).
 class ChannelAgentSource final : public AgentSource {
 public:
-    explicit ChannelAgentSource(int channel, std::chrono::milliseconds reply_wait = std::chrono::seconds(60))
-        : channel_(channel), reply_wait_(reply_wait) {}
+    enum class Request { credentials, mailbox };
+    explicit ChannelAgentSource(int channel, std::chrono::milliseconds reply_wait = std::chrono::seconds(60),
+                                Request request = Request::credentials)
+        : channel_(channel), reply_wait_(reply_wait), request_(request) {}
     AgentOffer connect(const AgentIdentity& as) override;
     // A request went unanswered: what comes next on the channel cannot be trusted.
     bool broken() const { return broken_; }
@@ -43,6 +58,7 @@ public:
 private:
     int channel_;
     std::chrono::milliseconds reply_wait_;
+    Request request_;
     bool broken_ = false;
 };
 

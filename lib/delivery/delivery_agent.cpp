@@ -23,25 +23,27 @@ constexpr std::string_view connect_word = "connect";
 
 // --- the agent's side: already switched to its user, for life ---
 
-Status serve_one(core::ReceivedPacket& packet, const char* buf) {
+Status serve_one(core::ReceivedPacket& packet, const char* buf, const std::optional<MailboxLocation>& only) {
     if (packet.truncated || packet.fds.size() != 1)
         return Status::temp("4.3.0", "malformed delivery request: cut short or without its message");
     auto request = decode_write_request(std::string_view(buf, static_cast<size_t>(packet.length)));
     if (!request) return Status::temp("4.3.0", request.error().message());
+    if (only && (request->job.format != only->format || request->job.info.path != only->path))
+        return Status::perm("5.7.1", "delivery agent refused a write outside the mailbox it serves");
     auto message = Message::from_stored(std::move(packet.fds[0]), request->offset, request->size);
     if (!message) return Status::from_error(message.error());
     return run_write_job(request->job, *message);
 }
 
 // Answers the request waiting on `connection`; false when the connection is over.
-bool answer(int connection, char* buf) {
+bool answer(int connection, char* buf, const std::optional<MailboxLocation>& only) {
     core::ReceivedPacket packet = core::receive_with_fds(connection, buf, max_request, 1);
     if (packet.length <= 0) return false;
-    std::string reply = writer_report_line(serve_one(packet, buf));
+    std::string reply = writer_report_line(serve_one(packet, buf, only));
     return ::send(connection, reply.data(), reply.size(), MSG_NOSIGNAL) >= 0;
 }
 
-int serve(int control, int first_connection) {
+int serve(int control, int first_connection, const std::optional<MailboxLocation>& only) {
     // Allocated once, never zero-filled (docs/delivery-model.md).
     std::unique_ptr<char[]> buf(new char[max_request]);
     std::vector<core::UniqueFd> connections;
@@ -68,7 +70,7 @@ int serve(int control, int first_connection) {
         // A connection added just now has no poll entry yet: only the polled ones count,
         // walked from the last so that closing one does not move those still to come.
         for (size_t i = ready.size() - 1; i-- > 0;) {
-            if (ready[i + 1].revents != 0 && !answer(connections[i].get(), buf.get()))
+            if (ready[i + 1].revents != 0 && !answer(connections[i].get(), buf.get(), only))
                 connections.erase(connections.begin() + static_cast<std::ptrdiff_t>(i));
         }
     }
@@ -97,8 +99,11 @@ core::Result<SocketPair> socket_pair() {
 }  // namespace
 
 bool same_credentials(const AgentIdentity& a, const AgentIdentity& b) {
+    auto same_pin = [](const std::optional<MailboxLocation>& x, const std::optional<MailboxLocation>& y) {
+        return x.has_value() == y.has_value() && (!x || (x->format == y->format && x->path == y->path));
+    };
     return a.root == b.root && a.credentials.uid == b.credentials.uid && a.credentials.gid == b.credentials.gid &&
-           a.credentials.groups == b.credentials.groups;
+           a.credentials.groups == b.credentials.groups && same_pin(a.only, b.only);
 }
 
 AgentRegistry::AgentRegistry(DeliveryAgentLimits limits) : limits_(limits), owner_(::getpid()) {}
@@ -172,7 +177,7 @@ AgentRegistry::Agents::iterator AgentRegistry::start(const AgentIdentity& as, Ag
     options.credentials = as.credentials;
     options.root = as.root;
     options.keep_fds = {control_fd, connection_fd};
-    auto process = core::Subprocess::start([=] { return serve(control_fd, connection_fd); }, options);
+    auto process = core::Subprocess::start([=] { return serve(control_fd, connection_fd, as.only); }, options);
     if (!process) {
         offer.failure = start_failure(process.error(), as);
         return live_.end();

@@ -28,12 +28,14 @@
 #include <chrono>
 #include <cstddef>
 #include <list>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "core/privilege.hpp"
 #include "core/subprocess.hpp"
 #include "core/unique_fd.hpp"
+#include "delivery/mailbox_location.hpp"
 #include "mail/status.hpp"
 
 namespace mailroom::mail {
@@ -51,6 +53,11 @@ struct AgentIdentity {
     core::Credentials credentials;
     core::PrivilegeSwitch::RootTarget root = core::PrivilegeSwitch::RootTarget::refuse;
     std::string name;  // for texts only: "cannot deliver as NAME"
+    // When set, the agent writes this mailbox and nothing else: a job for another
+    // path or format is refused 5.7.1. lmtpd's agents are pinned so, because the
+    // process that sends their jobs faces the network and holds no rights of its
+    // own (docs/security.md "lmtpd").
+    std::optional<MailboxLocation> only;
 };
 bool same_credentials(const AgentIdentity& a, const AgentIdentity& b);
 

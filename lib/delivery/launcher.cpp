@@ -23,27 +23,6 @@ namespace {
 using core::PrivilegeSwitch;
 using Clock = std::chrono::steady_clock;
 
-// The rights a mailbox delivery runs with: the user's own uid, gid and groups. An mbox
-// in a group-writable mail spool folder (Debian's /var/mail is root:mail 2775) also
-// gets that folder's group, as Debian's set-gid-mail delivery agents do, so that the
-// user can create the mailbox and its dotlock there and nothing more.
-core::Result<core::Credentials> mailbox_credentials(const core::UserInfo& user, const MailboxLocation& mailbox) {
-    // Without root there is nothing to switch to, and the group lookup (which may load
-    // NSS modules) would be the most expensive step of the delivery.
-    if (::geteuid() != 0) return core::Credentials{user.uid, user.gid, {}};
-    auto found = core::credentials_for(user);
-    if (!found) return found;
-    core::Credentials credentials = std::move(*found);
-    if (mailbox.format == MailboxFormat::mbox) {
-        struct stat folder {};
-        if (::stat(core::dir_of(mailbox.path).c_str(), &folder) == 0 && (folder.st_mode & S_IWGRP) &&
-            !(folder.st_mode & S_IWOTH) && folder.st_gid != 0) {
-            credentials.groups.push_back(folder.st_gid);
-        }
-    }
-    return credentials;
-}
-
 Status switch_failure(const std::string& user, const core::Error& error) {
     if (error.errno_value() == EPERM)
         return Status::perm("5.7.1", "cannot deliver as " + user + ": " + error.message());
@@ -158,6 +137,28 @@ std::optional<Status> refuse_runner(const Target& target, std::string_view what)
 }
 
 }  // namespace
+
+// The rights a mailbox delivery runs with: the user's own uid, gid and groups. An mbox
+// in a group-writable mail spool folder (Debian's /var/mail is root:mail 2775) also
+// gets that folder's group, as Debian's set-gid-mail delivery agents do, so that the
+// user can create the mailbox and its dotlock there and nothing more.
+core::Result<core::Credentials> mailbox_credentials(const core::UserInfo& user, const MailboxLocation& mailbox) {
+    // Without root there is nothing to switch to, and the group lookup (which may load
+    // NSS modules) would be the most expensive step of the delivery.
+    if (::geteuid() != 0) return core::Credentials{user.uid, user.gid, {}};
+    auto found = core::credentials_for(user);
+    if (!found) return found;
+    core::Credentials credentials = std::move(*found);
+    if (mailbox.format == MailboxFormat::mbox) {
+        struct stat folder {};
+        if (::stat(core::dir_of(mailbox.path).c_str(), &folder) == 0 && (folder.st_mode & S_IWGRP) &&
+            !(folder.st_mode & S_IWOTH) && folder.st_gid != 0) {
+            credentials.groups.push_back(folder.st_gid);
+        }
+    }
+    return credentials;
+}
+
 
 DeliveryContext DeliveryContext::from_settings(const LocalDeliverySettings& settings) {
     DeliveryContext context;

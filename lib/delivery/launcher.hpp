@@ -88,6 +88,11 @@ struct BegunDelivery {
 BegunDelivery begin_delivery(const Target& target, const Message& message, const DeliveryContext& context);
 DeliveryOutcome finish_delivery(BegunDelivery&& begun);
 
+// The rights a mailbox is written with: the user's uid, gid and groups, and for an
+// mbox in a group-writable mail folder (Debian's /var/mail) that folder's group.
+// Without root, just the user's ids (there is nothing to switch).
+core::Result<core::Credentials> mailbox_credentials(const core::UserInfo& user, const MailboxLocation& mailbox);
+
 // The environment a command target runs with, "NAME=value" each (exposed for tests
 // and traces).
 std::vector<std::string> command_environment(const Target& target, const DeliveryContext& context);

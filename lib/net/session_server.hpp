@@ -1,0 +1,93 @@
+// SessionServer: runs smtp::Session dialogues over sockets (lmtpd's listeners) or
+// over standard input and output (`lmtpd -i`), in one thread with Asio coroutines.
+//
+// Each connection gets a Session and a door from the handler. Bytes read (at most
+// 64 KiB at a time) are fed to the session; its replies are written when it wants
+// more input, so a pipelining client gets a batch of replies at once. When the data
+// has ended the door commits (it may take its time: other sessions go on) and the
+// session answers. Every read and write has the idle timeout (smtpd_timeout): then
+// 421 and the connection closes. Past `max_sessions` a new connection is answered
+// 421 and closed at once. stop() (SIGTERM) closes the listeners; a session between
+// transactions is answered 421 and closed, one in a transaction finishes it first.
+// EOF and cancellation are normal ends, never errors.
+// Must never: hold more than one read buffer and one line per session, or let one
+// session's wait stall another.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <list>
+#include <memory>
+#include <vector>
+
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/generic/stream_protocol.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/posix/stream_descriptor.hpp>
+
+#include "core/clock.hpp"
+#include "core/log.hpp"
+#include "net/listen_address.hpp"
+#include "smtp/session.hpp"
+
+namespace mailroom::net {
+
+// A door that can commit: what the server's sessions hand their transactions to.
+class CommittingDoor : public smtp::Door {
+public:
+    // SMTP: one Status; LMTP: one per accepted recipient, in order.
+    virtual boost::asio::awaitable<std::vector<mail::Status>> commit(const smtp::Transaction& transaction) = 0;
+};
+
+class SessionHandler {
+public:
+    virtual ~SessionHandler() = default;
+    virtual std::unique_ptr<CommittingDoor> open_door(const smtp::ClientInfo& client) = 0;
+};
+
+struct ServerSettings {
+    smtp::SessionSettings session;
+    std::chrono::seconds timeout{300};  // smtpd_timeout
+    size_t max_sessions = 1000;
+};
+
+class SessionServer {
+public:
+    SessionServer(boost::asio::io_context& io, ServerSettings settings, SessionHandler& handler,
+                  const core::Logger& log, const core::Clock& clock);
+    ~SessionServer();
+
+    // Accepts connections on `listener` until stop().
+    void listen(BoundListener listener);
+    // One session on descriptors 0 and 1 (inetd style); the server stops after it.
+    void serve_stdio();
+    void stop();
+    size_t sessions() const { return live_.size(); }
+    bool stopped() const { return stopping_; }
+
+    SessionServer(const SessionServer&) = delete;
+    SessionServer& operator=(const SessionServer&) = delete;
+
+private:
+    struct Live;
+    struct Acceptor;
+    boost::asio::awaitable<void> accept_loop(std::shared_ptr<Acceptor> acceptor);
+    boost::asio::awaitable<void> run_socket(std::shared_ptr<boost::asio::generic::stream_protocol::socket> socket,
+                                            smtp::ClientInfo client, std::shared_ptr<Live> live);
+    boost::asio::awaitable<void> run_stdio(std::shared_ptr<boost::asio::posix::stream_descriptor> in,
+                                           std::shared_ptr<boost::asio::posix::stream_descriptor> out,
+                                           smtp::ClientInfo client, std::shared_ptr<Live> live);
+    template <class In, class Out>
+    boost::asio::awaitable<void> run(In& in, Out& out, smtp::ClientInfo client, std::shared_ptr<Live> live);
+
+    boost::asio::io_context& io_;
+    ServerSettings settings_;
+    SessionHandler& handler_;
+    const core::Logger& log_;
+    const core::Clock& clock_;
+    bool stopping_ = false;
+    std::list<std::shared_ptr<Acceptor>> acceptors_;
+    std::list<std::shared_ptr<Live>> live_;
+};
+
+}  // namespace mailroom::net

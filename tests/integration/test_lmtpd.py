@@ -1,0 +1,106 @@
+#!/usr/bin/env python3
+"""lmtpd against Python's smtplib.LMTP and raw sockets: per-recipient replies,
+pipelining, BDAT, DSN parameters, 8-bit text, a large message; what lands is read
+back with Python's mailbox module."""
+import email
+import smtplib
+import unittest
+
+import lmtptest
+import mrtest
+
+
+class Lmtpd(lmtptest.LmtpdCase):
+    tcp = True
+
+    def lmtp(self):
+        client = smtplib.LMTP(self.socket)
+        client.ehlo_or_helo_if_needed()
+        return client
+
+    def test_mixed_outcomes_give_one_reply_per_recipient(self):
+        client = self.lmtp()
+        self.addCleanup(client.close)
+        client.ehlo("client.example")  # smtplib.LMTP sends LHLO
+        self.assertIn("pipelining", client.esmtp_features)
+        self.assertIn("chunking", client.esmtp_features)
+        self.assertIn("dsn", client.esmtp_features)
+        code, _ = client.mail("sender@example.org")
+        self.assertEqual(code, 250)
+        self.assertEqual(client.rcpt("alice@test.example")[0], 250)
+        code, text = client.rcpt("nosuchuser@test.example")
+        self.assertEqual(code, 550, text)
+        self.assertIn(b"5.1.1", text)
+        self.assertEqual(client.rcpt("bob")[0], 250)
+        # smtplib.LMTP has no per-recipient data API: read the two replies by hand.
+        code, _ = client.docmd("DATA")
+        self.assertEqual(code, 354)
+        client.send(mrtest.message(subject="mixed").replace("\n", "\r\n").encode() + b".\r\n")
+        replies = [client.getreply(), client.getreply()]
+        self.assertEqual([r[0] for r in replies], [250, 250], replies)
+        self.assertIn(b"<alice@test.example>", replies[0][1])
+        self.assertIn(b"<bob>", replies[1][1])
+        for user in ("alice", "bob"):
+            found = self.maildir_messages(user)
+            self.assertEqual(len(found), 1, self.log())
+            self.assertEqual(found[0]["Subject"], "mixed")
+            self.assertEqual(found[0]["Return-Path"], "<sender@example.org>")
+            self.assertTrue(found[0]["Received"].startswith("from client.example"), found[0]["Received"])
+        self.assertEqual(self.maildir_messages("carol"), [])
+
+    def test_sendmail_through_smtplib_lmtp_over_tcp(self):
+        client = smtplib.LMTP("127.0.0.1", self.port)
+        self.addCleanup(client.close)
+        refused = client.sendmail("sender@example.org", ["carol@test.example"],
+                                  mrtest.message(subject="tcp", body="caf\u00e9 8-bit\n").replace("\n", "\r\n").encode())
+        self.assertEqual(refused, {})
+        found = self.maildir_messages("carol")
+        self.assertEqual(len(found), 1, self.log())
+        self.assertIn("caf\u00e9".encode(), found[0].as_bytes())
+
+    def test_pipelined_commands_get_their_replies_in_order(self):
+        body = mrtest.message(subject="pipelined").replace("\n", "\r\n").encode()
+        answer = self.raw(b"LHLO x\r\nMAIL FROM:<s@example.org>\r\nRCPT TO:<alice@test.example>\r\n"
+                          b"RCPT TO:<nobody-here@test.example>\r\nRCPT TO:<dave@test.example>\r\nDATA\r\n" +
+                          body + b".\r\nQUIT\r\n")
+        codes = [line[:3] for line in answer.split(b"\r\n") if line[3:4] == b" "]
+        self.assertEqual(codes, [b"220", b"250", b"250", b"250", b"550", b"250", b"354", b"250", b"250", b"221"],
+                         answer)
+        self.assertEqual(len(self.maildir_messages("alice")), 1)
+        self.assertEqual(len(self.maildir_messages("dave")), 1)
+
+    def test_bdat_chunks_deliver_the_joined_text(self):
+        part1 = b"Subject: chunked\r\n\r\nfirst half, "
+        part2 = b"second half\r\n.not a dot line\r\n"
+        answer = self.raw(b"LHLO x\r\nMAIL FROM:<s@example.org>\r\nRCPT TO:<alice@test.example>\r\n" +
+                          b"BDAT %d\r\n" % len(part1) + part1 + b"BDAT %d LAST\r\n" % len(part2) + part2 +
+                          b"QUIT\r\n")
+        self.assertIn(b"250 2.0.0 %d octets received" % len(part1), answer)
+        found = self.maildir_messages("alice")
+        self.assertEqual(len(found), 1, answer)
+        self.assertIn(b"first half, second half\n.not a dot line\n", found[0].as_bytes())
+
+    def test_dsn_parameters_are_accepted(self):
+        answer = self.raw(b"LHLO x\r\nMAIL FROM:<s@example.org> RET=HDRS ENVID=abc+2B1 SIZE=100 BODY=8BITMIME\r\n"
+                          b"RCPT TO:<bob@test.example> NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;bob@test.example\r\n"
+                          b"DATA\r\nSubject: dsn\r\n\r\nx\r\n.\r\nQUIT\r\n")
+        self.assertNotIn(b"\r\n5", answer)
+        self.assertEqual(len(self.maildir_messages("bob")), 1, answer)
+        self.assertIn("orig_to=<rfc822;bob@test.example>", self.log())
+
+    def test_a_30_megabyte_message_arrives_whole(self):
+        line = b"x" * 998 + b"\r\n"
+        count = 30 * 1024 * 1024 // len(line) + 1
+        body = b"Subject: big\r\n\r\n" + line * count + b"the end\r\n"
+        client = self.lmtp()
+        self.addCleanup(client.close)
+        self.assertEqual(client.sendmail("s@example.org", ["dave@test.example"], body), {})
+        found = self.maildir_messages("dave")
+        self.assertEqual(len(found), 1)
+        text = found[0].as_bytes()
+        self.assertEqual(text.count(b"x" * 998 + b"\n"), count)
+        self.assertTrue(text.endswith(b"the end\n"))
+
+
+if __name__ == "__main__":
+    mrtest.main()
