@@ -70,7 +70,9 @@ int run_sessions(const core::Config& config, const LmtpdOptions& options, std::v
     core::SystemClock clock;
     core::NssUserDb users;
     mail::ChannelAgentSource agents(channel, std::chrono::seconds(60), mail::ChannelAgentSource::Request::mailbox);
-    net::AgentWriter writer(io.get_executor(), agents, config.duration("command_timeout"));
+    // Lanes: a user's messages arriving on several sessions at once are written by
+    // as many agents (up to 8), so their syncs overlap instead of queueing.
+    net::AgentWriter writer(io.get_executor(), agents, config.duration("command_timeout"), 8);
     auto door_settings = smtp::DeliveryDoorSettings::from_config(config);
     LmtpHandler handler(door_settings, users, clock, writer, log);
 

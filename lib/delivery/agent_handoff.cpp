@@ -93,37 +93,43 @@ void answer_agent_request(int channel, std::string_view packet, AgentSource& sou
     send_offer(channel, source.connect(*as));
 }
 
-std::string encode_mailbox_request(std::string_view user) {
+std::string encode_mailbox_request(const MailboxRequest& request) {
     std::string packet;
     append_field(packet, mailbox_version);
-    append_field(packet, user);
+    append_field(packet, request.user);
+    append_field(packet, std::to_string(request.lane));
     return packet;
 }
 
-core::Result<std::string> decode_mailbox_request(std::string_view packet) {
+core::Result<MailboxRequest> decode_mailbox_request(std::string_view packet) {
     auto fields = split_fields(packet);
     if (!fields) return core::unexpected(bad_request("a field without its end"));
-    if (fields->size() != 2 || (*fields)[0] != mailbox_version)
+    if (fields->size() != 3 || (*fields)[0] != mailbox_version)
         return core::unexpected(bad_request("unknown version or wrong number of fields"));
-    std::string user((*fields)[1]);
+    MailboxRequest request;
+    request.user = std::string((*fields)[1]);
     // A login name: what NSS would be asked for, nothing that could name a path.
-    if (user.empty() || user.size() > 256 || user.find_first_of("/\n\r") != std::string::npos)
+    if (request.user.empty() || request.user.size() > 256 || request.user.find_first_of("/\n\r") != std::string::npos)
         return core::unexpected(bad_request("not a user name"));
-    return user;
+    if (!parse_number((*fields)[2], request.lane) || request.lane >= max_mailbox_lanes)
+        return core::unexpected(bad_request("a lane out of range"));
+    return request;
 }
 
 void answer_mailbox_request(int channel, std::string_view packet, AgentSource& source, const MailboxResolver& resolve) {
-    auto user = decode_mailbox_request(packet);
-    if (!user) {
-        (void)core::send_with_fds(channel, writer_report_line(Status::temp("4.3.0", user.error().message())), {});
+    auto request = decode_mailbox_request(packet);
+    if (!request) {
+        (void)core::send_with_fds(channel, writer_report_line(Status::temp("4.3.0", request.error().message())), {});
         return;
     }
-    auto resolved = resolve(*user);
+    auto resolved = resolve(request->user);
     if (auto* refused = std::get_if<Status>(&resolved)) {
         (void)core::send_with_fds(channel, writer_report_line(*refused), {});
         return;
     }
-    send_offer(channel, source.connect(std::get<AgentIdentity>(resolved)));
+    auto& as = std::get<AgentIdentity>(resolved);
+    as.lane = request->lane;
+    send_offer(channel, source.connect(as));
 }
 
 AgentOffer ChannelAgentSource::connect(const AgentIdentity& as) {
@@ -133,7 +139,8 @@ AgentOffer ChannelAgentSource::connect(const AgentIdentity& as) {
         return std::move(offer);
     };
     if (broken_) return fail("an earlier request went unanswered");
-    std::string request = request_ == Request::mailbox ? encode_mailbox_request(as.name) : encode_agent_request(as);
+    std::string request =
+        request_ == Request::mailbox ? encode_mailbox_request({as.name, as.lane}) : encode_agent_request(as);
     if (!core::send_with_fds(channel_, request, {})) return fail(std::strerror(errno));
     struct pollfd ready {channel_, POLLIN, 0};
     int r;

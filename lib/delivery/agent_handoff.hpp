@@ -36,9 +36,15 @@ void answer_agent_request(int channel, std::string_view packet, AgentSource& sou
 // lmtpd's form (docs/security.md "lmtpd"): its session process, which faces the
 // network and has no rights to give, names a user and nothing else, "mailbox1" NUL
 // name; the root side looks the user up and decides the credentials and the one
-// mailbox the agent may write (AgentIdentity::only).
-std::string encode_mailbox_request(std::string_view user);
-core::Result<std::string> decode_mailbox_request(std::string_view packet);
+// mailbox the agent may write (AgentIdentity::only). The lane picks one of the
+// user's agents (AgentIdentity::lane), below max_mailbox_lanes.
+constexpr unsigned max_mailbox_lanes = 16;
+struct MailboxRequest {
+    std::string user;
+    unsigned lane = 0;
+};
+std::string encode_mailbox_request(const MailboxRequest& request);
+core::Result<MailboxRequest> decode_mailbox_request(std::string_view packet);
 // A user name → the identity of the agent for that user's mailbox, or why not.
 using MailboxResolver = std::function<std::variant<AgentIdentity, Status>(const std::string& user)>;
 void answer_mailbox_request(int channel, std::string_view packet, AgentSource& source, const MailboxResolver& resolve);

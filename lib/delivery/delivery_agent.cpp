@@ -103,7 +103,7 @@ bool same_credentials(const AgentIdentity& a, const AgentIdentity& b) {
         return x.has_value() == y.has_value() && (!x || (x->format == y->format && x->path == y->path));
     };
     return a.root == b.root && a.credentials.uid == b.credentials.uid && a.credentials.gid == b.credentials.gid &&
-           a.credentials.groups == b.credentials.groups && same_pin(a.only, b.only);
+           a.credentials.groups == b.credentials.groups && same_pin(a.only, b.only) && a.lane == b.lane;
 }
 
 AgentRegistry::AgentRegistry(DeliveryAgentLimits limits) : limits_(limits), owner_(::getpid()) {}

@@ -58,6 +58,9 @@ struct AgentIdentity {
     // process that sends their jobs faces the network and holds no rights of its
     // own (docs/security.md "lmtpd").
     std::optional<MailboxLocation> only;
+    // Several agents for one identity, so that one user's writes can be synced at
+    // once (lmtpd: many sessions for one mailbox); lane N is the N+1th of them.
+    unsigned lane = 0;
 };
 bool same_credentials(const AgentIdentity& a, const AgentIdentity& b);
 

@@ -3,7 +3,9 @@
 #include <sys/socket.h>
 
 #include <cerrno>
+#include <algorithm>
 #include <deque>
+#include <vector>
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/posix/stream_descriptor.hpp>
@@ -49,22 +51,37 @@ struct AgentWriter::Link {
 };
 
 AgentWriter::AgentWriter(asio::any_io_executor executor, mail::AgentSource& source, std::chrono::seconds timeout,
-                         std::chrono::seconds idle)
-    : executor_(std::move(executor)), source_(source), timeout_(timeout), idle_(idle) {}
+                         unsigned lanes, std::chrono::seconds idle)
+    : executor_(std::move(executor)), source_(source), timeout_(timeout), lanes_(std::max(lanes, 1u)), idle_(idle) {}
 
 AgentWriter::~AgentWriter() = default;
 
+// An idle connection for `as`, else a new one on a lane not yet open, else the
+// busy one with the shortest queue.
 std::shared_ptr<AgentWriter::Link> AgentWriter::link_for(const mail::AgentIdentity& as, Status& failure) {
+    std::shared_ptr<Link> shortest;
+    std::vector<bool> lane_open(lanes_, false);
     auto [first, last] = links_.equal_range(as.credentials.uid);
     for (auto it = first; it != last; ++it) {
-        if (!it->second->dead && mail::same_credentials(it->second->as, as)) return it->second;
+        const auto& link = it->second;
+        mail::AgentIdentity probe = as;
+        probe.lane = link->as.lane;
+        if (link->dead || !mail::same_credentials(link->as, probe)) continue;
+        if (!link->busy) return link;
+        if (link->as.lane < lanes_) lane_open[link->as.lane] = true;
+        if (!shortest || link->waiting.size() < shortest->waiting.size()) shortest = link;
     }
-    mail::AgentOffer offer = source_.connect(as);
+    unsigned lane = 0;
+    while (lane < lanes_ && lane_open[lane]) ++lane;
+    if (lane == lanes_ && shortest) return shortest;
+    mail::AgentIdentity wanted = as;
+    wanted.lane = lane;
+    mail::AgentOffer offer = source_.connect(wanted);
     if (!offer.failure.is_ok()) {
         failure = offer.failure;
         return nullptr;
     }
-    auto link = std::make_shared<Link>(executor_, as, std::move(offer.connection));
+    auto link = std::make_shared<Link>(executor_, wanted, std::move(offer.connection));
     links_.emplace(as.credentials.uid, link);
     return link;
 }

@@ -2,9 +2,11 @@
 // from an event loop, without blocking it: lmtpd's session process has many
 // sessions in one thread, and one session's fsync must not stall the others.
 //
-// One connection per agent identity, asked of the AgentSource at the first write
-// for it (lmtpd: the root side, over a channel). Writes for one connection go one at
-// a time, in the order asked (an agent answers one request at a time); writes to
+// Connections per agent identity are asked of the AgentSource as writes need them
+// (lmtpd: the root side, over a channel): up to `lanes` of them, each to an agent
+// of its own (AgentIdentity::lane), so that writes to one user's Maildir are synced
+// side by side as the file system allows. Writes on one connection go one at a
+// time, in the order queued (an agent answers one request at a time); writes to
 // different users run at once. Each write is a WriteJob and the message's
 // descriptor out, one status line back, read bounded and parsed strictly; past the
 // timeout the agent is killed through its pidfd and the write deferred (4.3.0), as
@@ -33,7 +35,7 @@ public:
     using Clock = std::chrono::steady_clock;
 
     AgentWriter(boost::asio::any_io_executor executor, mail::AgentSource& source, std::chrono::seconds timeout,
-                std::chrono::seconds idle = std::chrono::seconds(30));
+                unsigned lanes = 1, std::chrono::seconds idle = std::chrono::seconds(30));
     ~AgentWriter();
 
     // Writes bytes [0, size) of `content_fd` as `job` says, through the agent for `as`.
@@ -53,6 +55,7 @@ private:
     boost::asio::any_io_executor executor_;
     mail::AgentSource& source_;
     std::chrono::seconds timeout_;
+    unsigned lanes_;
     std::chrono::seconds idle_;
     std::multimap<uid_t, std::shared_ptr<Link>> links_;
 };
