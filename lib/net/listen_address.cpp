@@ -68,19 +68,28 @@ core::Result<BoundListener> bind_listener(const ListenAddress& address, int back
         int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
         if (fd < 0) return core::unexpected_errno("socket for " + address.text);
         bound.socket = core::UniqueFd(fd);
+        // Bound under a private name and renamed into place once it listens: a client
+        // that sees the path can connect (no "connection refused" window at start).
+        const std::string building = address.path + ".new" + std::to_string(::getpid());
         sockaddr_un sun{};
         sun.sun_family = AF_UNIX;
-        std::memcpy(sun.sun_path, address.path.c_str(), address.path.size() + 1);
+        if (building.size() >= sizeof sun.sun_path)
+            return core::unexpected_errno("unix socket path " + address.path + " is too long", ENAMETOOLONG);
+        std::memcpy(sun.sun_path, building.c_str(), building.size() + 1);
         // Only a socket left by an earlier run is replaced, never another kind of file.
         struct stat old {};
-        if (::lstat(address.path.c_str(), &old) == 0) {
-            if (!S_ISSOCK(old.st_mode))
-                return core::unexpected_errno(address.path + " exists and is not a socket", EEXIST);
-            ::unlink(address.path.c_str());
-        }
+        if (::lstat(address.path.c_str(), &old) == 0 && !S_ISSOCK(old.st_mode))
+            return core::unexpected_errno(address.path + " exists and is not a socket", EEXIST);
+        ::unlink(building.c_str());
         if (::bind(fd, reinterpret_cast<sockaddr*>(&sun), sizeof sun) != 0)
-            return core::unexpected_errno("bind " + address.path);
-        if (::chmod(address.path.c_str(), 0666) != 0) return core::unexpected_errno("chmod " + address.path);
+            return core::unexpected_errno("bind " + building);
+        if (::chmod(building.c_str(), 0666) != 0 || ::listen(fd, backlog) != 0 ||
+            ::rename(building.c_str(), address.path.c_str()) != 0) {
+            int err = errno;
+            ::unlink(building.c_str());
+            return core::unexpected_errno("listen on " + address.path, err);
+        }
+        return bound;
     } else {
         sockaddr_storage storage{};
         socklen_t length;

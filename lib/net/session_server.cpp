@@ -72,7 +72,7 @@ struct SessionServer::Live {
 
 SessionServer::SessionServer(asio::io_context& io, ServerSettings settings, SessionHandler& handler,
                              const core::Logger& log, const core::Clock& clock)
-    : io_(io), settings_(std::move(settings)), handler_(handler), log_(log), clock_(clock) {}
+    : io_(io), settings_(std::move(settings)), handler_(handler), log_(log), clock_(clock), read_buffer_(read_size) {}
 
 SessionServer::~SessionServer() = default;
 
@@ -155,7 +155,6 @@ asio::awaitable<void> SessionServer::run(In& in, Out& out, smtp::ClientInfo clie
     live->session = &session;
     std::string replies = session.greeting();
     std::string pending;
-    std::vector<char> buffer(read_size);
 
     // Writes what the session said; false when the client is gone or too slow.
     auto flush = [&]() -> asio::awaitable<bool> {
@@ -163,6 +162,7 @@ asio::awaitable<void> SessionServer::run(In& in, Out& out, smtp::ClientInfo clie
         live->timer.expires_after(settings_.timeout);
         auto done = co_await (asio::async_write(out, asio::buffer(replies), tuple_awaitable) ||
                               live->timer.async_wait(tuple_awaitable));
+        if (replies.capacity() > 4096) std::string().swap(replies);
         replies.clear();
         co_return done.index() == 0 && !std::get<0>(std::get<0>(done));
     };
@@ -175,8 +175,10 @@ asio::awaitable<void> SessionServer::run(In& in, Out& out, smtp::ClientInfo clie
             break;
         }
         live->timer.expires_after(settings_.timeout);
-        auto got = co_await (in.async_read_some(asio::buffer(buffer), tuple_awaitable) ||
-                             live->timer.async_wait(tuple_awaitable));
+        // Wait for bytes without a buffer of its own, then read them into the
+        // server's one: an idle session holds no read buffer (1000 of them would
+        // hold 64 MB).
+        auto got = co_await (in.async_wait(In::wait_read, tuple_awaitable) || live->timer.async_wait(tuple_awaitable));
         if (got.index() == 1) {
             // The timer: the idle timeout, or stop() ending an idle session.
             if (stopping_ && session.idle()) {
@@ -189,9 +191,11 @@ asio::awaitable<void> SessionServer::run(In& in, Out& out, smtp::ClientInfo clie
             co_await flush();
             break;
         }
-        auto [ec, n] = std::get<0>(got);
+        boost::system::error_code ec = std::get<0>(std::get<0>(got));
+        size_t n = ec ? 0 : in.read_some(asio::buffer(read_buffer_), ec);
+        if (ec == asio::error::would_block || ec == asio::error::try_again) continue;
         if (ec || n == 0) break;  // EOF or reset: the client is gone
-        pending.append(buffer.data(), n);
+        pending.append(read_buffer_.data(), n);
         std::string_view view(pending);
         bool close = false;
         for (;;) {
@@ -207,6 +211,8 @@ asio::awaitable<void> SessionServer::run(In& in, Out& out, smtp::ClientInfo clie
             session.committed(outcomes, replies);
         }
         pending.erase(0, pending.size() - view.size());
+        // What a burst made room for is given back: idle sessions stay small.
+        if (pending.empty()) std::string().swap(pending);
         open = co_await flush() && !close;
     }
     door->abort();

@@ -2,7 +2,8 @@
 // over standard input and output (`lmtpd -i`), in one thread with Asio coroutines.
 //
 // Each connection gets a Session and a door from the handler. Bytes read (at most
-// 64 KiB at a time) are fed to the session; its replies are written when it wants
+// 64 KiB at a time, into one buffer all sessions share: the loop has one thread)
+// are fed to the session; its replies are written when it wants
 // more input, so a pipelining client gets a batch of replies at once. When the data
 // has ended the door commits (it may take its time: other sessions go on) and the
 // session answers. Every read and write has the idle timeout (smtpd_timeout): then
@@ -88,6 +89,7 @@ private:
     bool stopping_ = false;
     std::list<std::shared_ptr<Acceptor>> acceptors_;
     std::list<std::shared_ptr<Live>> live_;
+    std::vector<char> read_buffer_;  // shared: a session reads only once it is woken
 };
 
 }  // namespace mailroom::net
