@@ -334,6 +334,8 @@ void Session::do_bdat(const std::string& argument, std::string& out) {
     if (auto* refusal = std::get_if<Refusal>(&parsed)) {
         // Without a size the chunk cannot be found: the session cannot go on safely.
         refuse(out, *refusal);
+        // That refusal may have reached error_limit: then it has said 421 and aborted.
+        if (state_ == State::closed) return;
         append_reply(out, 421, "4.7.0", settings_.hostname + " Error: BDAT without a size, closing");
         if (state_ != State::fresh && state_ != State::greeted) door_.abort();
         state_ = State::closed;
