@@ -73,13 +73,27 @@ public:
     uint64_t size() const { return size_; }
 
 private:
-    // Implementation state (chosen by the implementer): the position in the
-    // CRLF "." CRLF pattern, a pending CR, the output buffer.
+    // What the bytes read so far leave undecided. Dot framing only: end_start is a
+    // line start after a real CRLF (a "." there may begin the end), line_start one
+    // after a bare newline (a "." there is only stuffing), dot and dot_cr a held "."
+    // or ".\r" at an end_start. Both framings: text, and cr (a CR held until the next
+    // byte says whether it is a CRLF or a bare CR).
+    enum class State { end_start, line_start, text, cr, dot, dot_cr };
+    enum class Newline { crlf, bare_lf, bare_cr };
+
+    void line_end(Newline newline);
+    void emit(std::string_view bytes);
+    void fail(mail::Status status);
+    void flush();
+
     DataDecoderSettings settings_;
     DataSink sink_;
+    State state_;
     bool ended_ = false;
     std::optional<mail::Status> error_;
     uint64_t size_ = 0;
+    uint64_t produced_ = 0;  // output accepted so far, sent or in out_
+    std::string out_;        // output not yet given to the sink (< 64 KiB between calls)
 };
 
 }  // namespace mailroom::smtp
