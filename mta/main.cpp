@@ -41,6 +41,7 @@
 #include "core/users.hpp"
 #include "daemon.hpp"
 #include "queue/queue_runner.hpp"
+#include "net/transports.hpp"
 
 namespace core = mailroom::core;
 namespace mail = mailroom::mail;
@@ -129,6 +130,8 @@ int run(const Options& options) {
         return fail(code, "cannot open the spool (" + spool.error().message() + ")");
     }
     auto context = mail::RunnerContext::from_config(*config, *spool);
+    if (auto attached = mailroom::net::attach_transports(context, *config); !attached)
+        return fail(EX_CONFIG, "local_transport: " + attached.error().message());
 
     if (options.mode == Mode::daemon) {
         // One daemon per spool: a second one would only double the scans.

@@ -48,6 +48,7 @@
 #include "queue/queue_submission.hpp"
 #include "mail/sendmail_options.hpp"
 #include "sibling_exec.hpp"
+#include "net/transports.hpp"
 
 namespace core = mailroom::core;
 namespace mail = mailroom::mail;
@@ -163,6 +164,8 @@ int submit(const mail::SendmailOptions& options, const core::ConfigSource& sourc
     }
     // -odi: deliver now, in this process; the message is queued whatever happens.
     auto context = mail::RunnerContext::from_config(config, *spool, options.verbose);
+    // A bad local_transport leaves the message queued, for a runner to report.
+    (void)mailroom::net::attach_transports(context, config);
     mail::run_entry_and_notices(context, queued->id, true);
     return EX_OK;
 }

@@ -50,6 +50,7 @@
 #include "delivery/expansion_sources.hpp"
 #include "delivery/trace.hpp"
 #include "queue/spool_check.hpp"
+#include "net/transports.hpp"
 
 namespace core = mailroom::core;
 namespace mail = mailroom::mail;
@@ -154,6 +155,8 @@ int flush(const core::Config& config) {
     std::optional<mail::Spool> admin;
     if (auto stop = open_spool_as_admin(config, "flush (no daemon runs)", admin)) return *stop;
     auto context = mail::RunnerContext::from_config(config, *admin);
+    if (auto attached = mailroom::net::attach_transports(context, config); !attached)
+        return fail(EX_CONFIG, "local_transport: " + attached.error().message());
     admin->sweep_tmp(context.clock->now(), 86400);
     auto summary = mail::run_queue_once(context, true);
     if (!summary) return fail(EX_TEMPFAIL, "cannot scan the queue (" + summary.error().message() + ")");

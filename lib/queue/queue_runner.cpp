@@ -114,7 +114,9 @@ void log_outcome(const RunnerContext& context, const LockedEntry& entry, const L
     const auto& envelope = entry.envelope();
     double arrival = static_cast<double>(envelope.arrival_micros) / 1e6;
     std::string orig = iequals_ascii(leaf.address, original) ? "" : ", orig_to=<" + original + ">";
-    const core::Logger& log = attempt.relay == "local" ? context.logs.local : context.logs.qmgr;
+    const core::Logger& log = attempt.relay == "local"  ? context.logs.local
+                              : attempt.relay == "none" ? context.logs.qmgr
+                                                        : context.logs.lmtp;
     log.info(fmt::format("{}: to=<{}>{}, relay={}, delay={}, delays={}/0/0/{}, {}", entry.id(), leaf.address, orig,
                          attempt.relay, seconds_text(finished - arrival), seconds_text(started - arrival),
                          seconds_text(finished - started), status.to_log()));
@@ -252,9 +254,33 @@ bool deliver_due(const RunnerContext& context, LockedEntry& entry, const Message
         const size_t end = std::min(due.size(), first + writes_in_flight);
         std::vector<BegunAttempt> begun;
         std::vector<double> started;
+        // local_transport = lmtp:...: the batch's mailbox leaves make one transaction.
+        std::vector<size_t> by_transport;
+        std::vector<TransportRecipient> transport_recipients;
         for (size_t i = first; i < end; ++i) {
             started.push_back(context.clock->now_seconds());
+            if (context.mailbox_transport_required && !context.mailbox_transport &&
+                due[i].leaf.kind == LeafKind::mailbox) {
+                begun.push_back(Attempt{Attempt::Kind::tried,
+                                        Status::temp("4.3.5", "local_transport is set but this program cannot use it"),
+                                        "none", ""});
+                continue;
+            }
+            if (context.mailbox_transport && due[i].leaf.kind == LeafKind::mailbox) {
+                by_transport.push_back(i - first);
+                transport_recipients.push_back({due[i].leaf.address, envelope.dsn(due[i].recipient)});
+                begun.push_back(Attempt{});
+                continue;
+            }
             begun.push_back(begin_leaf(context, message, envelope, due[i].leaf, envelope.recipients[due[i].recipient]));
+        }
+        if (!by_transport.empty()) {
+            TransportResult sent = context.mailbox_transport->deliver(message, envelope, transport_recipients);
+            for (size_t j = 0; j < by_transport.size(); ++j) {
+                Status status = j < sent.statuses.size() ? sent.statuses[j]
+                                                         : Status::temp("4.3.0", "no outcome from the LMTP server");
+                begun[by_transport[j]] = Attempt{Attempt::Kind::tried, std::move(status), sent.relay, ""};
+            }
         }
         std::vector<Tried> tried;
         for (size_t k = 0; k < begun.size(); ++k) {

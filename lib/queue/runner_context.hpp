@@ -17,6 +17,7 @@
 #include "delivery/delivery_rights.hpp"
 #include "delivery/expander.hpp"
 #include "delivery/run_as.hpp"
+#include "queue/mailbox_transport.hpp"
 #include "queue/queue_policy.hpp"
 #include "queue/spool.hpp"
 
@@ -27,6 +28,7 @@ struct RunnerLogs {
     core::Logger qmgr;
     core::Logger local;
     core::Logger bounce;
+    core::Logger lmtp;  // deliveries through local_transport = lmtp:...
 
     // The `log` destination of the configuration; a log that cannot be opened
     // falls back to stderr rather than stopping delivery. echo: also on stderr (-v).
@@ -50,6 +52,12 @@ struct RunnerContext {
     // none: a child per write. Shared by the copies of a context, owned by the process
     // that starts them (a forked worker starts its own).
     std::shared_ptr<DeliveryAgents> agents;
+    // local_transport = lmtp:...: mailbox leaves go there, several a transaction
+    // (queue/mailbox_transport.hpp); none: the local writers above.
+    std::shared_ptr<MailboxTransport> mailbox_transport;
+    // Set by from_config when local_transport is not "local": then a mailbox leaf
+    // without a transport attached is deferred, never written here by mistake.
+    bool mailbox_transport_required = false;
 
     // The real thing: settings and logs from `config`, accounts through NSS, the
     // system clock, this process's rights.

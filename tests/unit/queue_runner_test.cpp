@@ -37,6 +37,7 @@ public:
 struct Harness {
     TempDir tmp;
     std::vector<std::string> qmgr_lines, local_lines, bounce_lines;
+    std::vector<std::string> lmtp_lines;
     Spool spool = std::move(*Spool::open(tmp.path + "/spool"));
     QueueSettings settings;
     std::shared_ptr<OwnAccounts> users = std::make_shared<OwnAccounts>();
@@ -53,7 +54,7 @@ struct Harness {
     }
     RunnerContext context() {
         RunnerLogs logs{core::Logger::capture("qmgr", &qmgr_lines), core::Logger::capture("local", &local_lines),
-                        core::Logger::capture("bounce", &bounce_lines)};
+                        core::Logger::capture("bounce", &bounce_lines), core::Logger::capture("lmtp", &lmtp_lines)};
         auto sources = std::make_shared<SystemExpansionSources>(tmp.path + "/aliases", users, ForwardPathSettings{});
         ExpansionSettings expansion;
         expansion.routing = settings.routing();
