@@ -204,7 +204,8 @@ bool Session::check_in_transaction(std::string& out) {
 
 bool Session::check_recipients(std::string& out) {
     if (state_ == State::mail && refused_recipients_ > 0) {
-        refuse(out, 554, "5.5.1", "Error: no valid recipients");
+        // RFC 2033 4.2: in LMTP this DATA "MUST fail with a 503 reply code".
+        refuse(out, settings_.dialect == Dialect::lmtp ? 503 : 554, "5.5.1", "Error: no valid recipients");
         return false;
     }
     if (state_ != State::recipients) {
@@ -275,6 +276,9 @@ void Session::do_rcpt(const std::string& argument, std::string& out) {
     auto added = door_.add_recipient(transaction_, rcpt);
     if (!added.is_ok()) {
         ++refused_recipients_;
+        // An LMTP client is a mail system handing over what it has queued: a list
+        // with many unknown users is not an attack, and must not end the session.
+        if (settings_.dialect == Dialect::lmtp) return append_reply(out, added);
         return refuse(out, added);
     }
     transaction_.recipients.push_back(std::move(rcpt));
@@ -349,7 +353,8 @@ void Session::do_bdat(const std::string& argument, std::string& out) {
         const bool no_valid = state_ == State::mail && refused_recipients_ > 0;
         discard_state_ = state_;
         state_ = State::bdat_discard;
-        refuse(out, no_valid ? 554 : 503, "5.5.1", no_valid ? "Error: no valid recipients" : "Error: need RCPT command");
+        const int code = no_valid && settings_.dialect == Dialect::smtp ? 554 : 503;  // RFC 2033 4.2
+        refuse(out, code, "5.5.1", no_valid ? "Error: no valid recipients" : "Error: need RCPT command");
         if (state_ == State::closed) return;
         if (chunk_left_ == 0) end_of_chunk(out);
         return;

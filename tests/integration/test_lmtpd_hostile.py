@@ -396,11 +396,11 @@ class BadCommands(HostileCase):
         self.assertDelivered("bob", 1, answer)
         self.assertNothingWrittenBut("bob", answer=answer)
 
-    def test_data_with_only_refused_recipients_is_554(self):
+    def test_data_with_only_refused_recipients_is_503(self):
         answer = self.raw(GREETED + b"MAIL FROM:<s@example.org>\r\nRCPT TO:<nosuchuser@test.example>\r\nDATA\r\n"
                           b"QUIT\r\n")
-        self.assertEqual(codes(answer), ["220", "250", "250", "550", "554", "221"], self.why(answer))
-        self.assertIn(b"554 5.5.1", answer, self.why(answer))
+        self.assertEqual(codes(answer), ["220", "250", "250", "550", "503", "221"], self.why(answer))
+        self.assertIn(b"503 5.5.1", answer, self.why(answer))
 
     def test_lhlo_name_cannot_forge_received(self):
         c = self.client()
