@@ -3,7 +3,9 @@
 pipelining, BDAT, DSN parameters, 8-bit text, a large message; what lands is read
 back with Python's mailbox module."""
 import email
+import shutil
 import smtplib
+import subprocess
 import unittest
 
 import lmtptest
@@ -100,6 +102,37 @@ class Lmtpd(lmtptest.LmtpdCase):
         text = found[0].as_bytes()
         self.assertEqual(text.count(b"x" * 998 + b"\n"), count)
         self.assertTrue(text.endswith(b"the end\n"))
+
+
+@unittest.skipUnless(shutil.which("swaks"), "swaks is not installed")
+class Swaks(lmtptest.LmtpdCase):
+    tcp = True
+
+    def swaks(self, args):
+        return subprocess.run(["swaks", "--protocol", "LMTP", "--from", "sender@example.org",
+                               "--helo", "swaks.example", "--timeout", "20"] + args,
+                              capture_output=True, timeout=60)
+
+    def test_swaks_on_the_unix_socket_with_pipelining_and_mixed_recipients(self):
+        out = self.swaks(["--socket", self.socket, "--pipeline", "--to", "alice@test.example,nosuch@test.example,bob",
+                          "--header", "Subject: from swaks", "--body", "pipelined body"])
+        text = out.stdout.decode(errors="replace")
+        self.assertIn("250 2.1.5", text)
+        self.assertIn("550 5.1.1", text)
+        self.assertRegex(text, r"250 2.0.0 <alice@test.example> delivered")
+        self.assertRegex(text, r"250 2.0.0 <bob> delivered")
+        for user in ("alice", "bob"):
+            found = self.maildir_messages(user)
+            self.assertEqual([m["Subject"] for m in found], ["from swaks"], text)
+
+    def test_swaks_over_tcp_delivers(self):
+        # 8-bit text is tested with smtplib above: swaks re-encodes non-ASCII arguments.
+        out = self.swaks(["--server", "127.0.0.1", "--port", str(self.port), "--to", "carol@test.example",
+                          "--header", "Subject: over tcp", "--body", "a line\n.a dot line"])
+        self.assertEqual(out.returncode, 0, out.stdout.decode(errors="replace") + out.stderr.decode(errors="replace"))
+        found = self.maildir_messages("carol")
+        self.assertEqual(len(found), 1)
+        self.assertIn(b"\n.a dot line", found[0].as_bytes())
 
 
 if __name__ == "__main__":
