@@ -19,6 +19,9 @@
 #    table in build/bench/alias.txt): one message to a 100-member list into 100
 #    Maildirs, and a pipe alias; nss_wrapper users, BENCH_RUNS runs, BENCH_QUICK=1 a
 #    smoke run.
+# 6. Last, lmtpd against Dovecot's LMTP (tests/bench/bench_lmtp.py, table in
+#    build/bench/lmtp.txt): smtp-source -L -s 8 -m 5000 -l 4096 into each, Maildir,
+#    fsync on both, BENCH_RUNS interleaved runs, then 200 sessions held.
 #
 # Same conditions for both programs: both run as user nobody (setpriv, no user
 # switch inside either program), into folders owned by nobody under one mktemp -d
@@ -433,3 +436,12 @@ fi
 alias_args+=(--keep)
 echo
 "$python" "$here/bench_alias.py" "${alias_args[@]}" "$bin"
+# ---- LMTP benchmark: lmtpd against Dovecot's LMTP --------------------------------------
+if [[ ${BENCH_QUICK:-0} == 1 ]]; then
+  lmtp_args=(--runs 1 --messages 1000 --sessions-held 200)
+else
+  lmtp_args=(--runs "$RUNS" --sessions-held 200)
+fi
+lmtp_args+=(--keep)
+echo
+"$python" "$here/bench_lmtp.py" "${lmtp_args[@]}" "$bin"

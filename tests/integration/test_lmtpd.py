@@ -104,6 +104,65 @@ class Lmtpd(lmtptest.LmtpdCase):
         self.assertTrue(text.endswith(b"the end\n"))
 
 
+def ipv6_loopback():
+    import socket
+    try:
+        with socket.socket(socket.AF_INET6) as s:
+            s.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
+class Modes(mrtest.TestCase):
+    config = {"mailbox_format": "maildir"}
+
+    def test_inetd_mode_serves_one_session_on_stdin_and_stdout(self):
+        script = (b"LHLO inetd.example\r\nMAIL FROM:<s@example.org>\r\nRCPT TO:<alice@test.example>\r\n"
+                  b"DATA\r\nSubject: inetd\r\n\r\nbody\r\n.\r\nQUIT\r\n")
+        out = self.box.run("lmtpd", ["-i"], script, timeout=60)
+        self.assertEqual(out.returncode, 0, out.stderr)
+        codes = [line[:4] for line in out.stdout.split(b"\r\n") if line]
+        self.assertEqual(codes[0], b"220 ", out.stdout)
+        self.assertIn(b"250 2.0.0 <alice@test.example> delivered", out.stdout)
+        self.assertTrue(out.stdout.endswith(b"221 2.0.0 Bye\r\n"), out.stdout)
+        box = self.box.maildir(f"{self.box.mail}/alice")
+        self.assertEqual([m["Subject"] for m in box], ["inetd"])
+
+    @unittest.skipUnless(ipv6_loopback(), "no IPv6 loopback here")
+    def test_an_ipv6_listener_is_served(self):
+        port = lmtptest.free_port()
+        lmtpd = self.box.popen("lmtpd", ["-l", f"[::1]:{port}"])
+        self.addCleanup(lambda: (lmtpd.terminate(), lmtpd.wait(), lmtpd.stdout.close(), lmtpd.stderr.close()))
+        import socket
+        import time
+        deadline = time.time() + 10
+        while True:
+            try:
+                client = smtplib.LMTP("::1", port)
+                break
+            except OSError:
+                if time.time() > deadline:
+                    self.fail("lmtpd did not listen on [::1]")
+                time.sleep(0.05)
+        with client:
+            self.assertEqual(client.sendmail("s@example.org", ["dave@test.example"],
+                                             b"Subject: v6\r\n\r\nover IPv6\r\n"), {})
+        box = self.box.maildir(f"{self.box.mail}/dave")
+        found = list(box)
+        self.assertEqual(len(found), 1)
+        self.assertIn("[::1]", found[0]["Received"])
+
+    def test_a_bad_listen_address_is_refused_at_start(self):
+        out = self.box.run("lmtpd", ["-l", "inet:127.0.0.1:99999"])
+        self.assertEqual(out.returncode, 78, out.stderr)
+        self.assertIn(b"lmtpd: error: bad port", out.stderr)
+        out = self.box.run("lmtpd", ["-l", "unix:relative/path"])
+        self.assertEqual(out.returncode, 78, out.stderr)
+        out = self.box.run("lmtpd", ["-i", "-l", "unix:/tmp/x"])
+        self.assertEqual(out.returncode, 64, out.stderr)
+
+
 @unittest.skipUnless(shutil.which("swaks"), "swaks is not installed")
 class Swaks(lmtptest.LmtpdCase):
     tcp = True
