@@ -1,6 +1,7 @@
 // Queue submission: one message read from a descriptor (sendmail's stdin),
-// passed through the SubmissionFilter into a QueueWriter, and committed with its
-// envelope. The step between sendmail's options and the durable queue entry.
+// passed through the SubmissionFilter into the queue's FrontDoor (front_door.hpp),
+// and committed with its envelope. The step between sendmail's options and the
+// durable queue entry.
 //
 // Invariants: an entry is committed only when the whole input was read, every
 // recipient parsed, and the size is within the limit; on any failure the
@@ -13,8 +14,8 @@
 #include <vector>
 
 #include "core/result.hpp"
-#include "queue/spool.hpp"
 #include "mail/submission.hpp"
+#include "queue/spool.hpp"
 
 namespace mailroom::mail {
 
