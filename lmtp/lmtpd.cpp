@@ -104,20 +104,10 @@ int run_sessions(const core::Config& config, const LmtpdOptions& options, std::v
     };
     arm();
     // Ends when the listeners are closed and the last session is over.
-    asio::steady_timer watch(io);
-    std::function<void()> check = [&] {
-        watch.expires_after(std::chrono::milliseconds(200));
-        watch.async_wait([&](const boost::system::error_code& ec) {
-            if (ec) return;
-            if (server.stopped() && server.sessions() == 0) {
-                stop.cancel();
-                retire.cancel();
-                return;
-            }
-            check();
-        });
-    };
-    check();
+    server.on_drained([&] {
+        stop.cancel();
+        retire.cancel();
+    });
     io.run();
     return EX_OK;
 }
@@ -166,7 +156,10 @@ private:
     // The agent for NAME's mailbox, decided here and never by the asker.
     std::variant<mail::AgentIdentity, mail::Status> resolve(const std::string& name) {
         auto user = users_.find(name);
-        if (!user) return mail::Status::temp("4.3.0", "cannot look up user " + name + ": " + user.error().message());
+        if (!user) {
+            log_.warning("cannot look up user " + name + ": " + user.error().message());
+            return mail::Status::temp("4.3.0", "cannot look up user " + name + ": " + user.error().message());
+        }
         if (!*user) return mail::Status::perm("5.1.1", "no such user " + name);
         auto location = mail::mailbox_location(settings_, **user);
         auto credentials = mail::mailbox_credentials(**user, location);

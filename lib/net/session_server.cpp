@@ -145,6 +145,14 @@ void SessionServer::stop() {
     for (auto& live : live_) {
         if (live->session && live->session->idle()) live->timer.cancel();
     }
+    drained_if_done();
+}
+
+void SessionServer::drained_if_done() {
+    if (!stopping_ || !live_.empty() || !drained_) return;
+    auto drained = std::move(drained_);
+    drained_ = nullptr;
+    drained();
 }
 
 template <class In, class Out>
@@ -219,6 +227,7 @@ asio::awaitable<void> SessionServer::run(In& in, Out& out, smtp::ClientInfo clie
     live->session = nullptr;
     live_.remove(live);
     log_.info("disconnect from " + peer_text(client));
+    drained_if_done();
 }
 
 }  // namespace mailroom::net

@@ -16,6 +16,7 @@
 #pragma once
 
 #include <chrono>
+#include <functional>
 #include <cstddef>
 #include <list>
 #include <memory>
@@ -63,6 +64,8 @@ public:
     // One session on descriptors 0 and 1 (inetd style); the server stops after it.
     void serve_stdio();
     void stop();
+    // Called once, when the server has stopped and its last session has ended.
+    void on_drained(std::function<void()> drained) { drained_ = std::move(drained); }
     size_t sessions() const { return live_.size(); }
     bool stopped() const { return stopping_; }
 
@@ -89,7 +92,9 @@ private:
     bool stopping_ = false;
     std::list<std::shared_ptr<Acceptor>> acceptors_;
     std::list<std::shared_ptr<Live>> live_;
-    std::vector<char> read_buffer_;  // shared: a session reads only once it is woken
+    std::vector<char> read_buffer_;
+    std::function<void()> drained_;
+    void drained_if_done();  // shared: a session reads only once it is woken
 };
 
 }  // namespace mailroom::net
