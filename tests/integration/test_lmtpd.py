@@ -104,6 +104,24 @@ class Lmtpd(lmtptest.LmtpdCase):
         self.assertTrue(text.endswith(b"the end\n"))
 
 
+class Mbox(lmtptest.LmtpdCase):
+    config = {"mailbox_format": "mbox", "lock_timeout": "1s"}
+
+    def test_a_locked_mailbox_defers_that_recipient_alone(self):
+        import fcntl
+        self.assertEqual(self.box.mda(["bob"], mrtest.message(subject="first")).returncode, 0)
+        with open(self.box.mbox_path("bob"), "r+") as held:
+            fcntl.lockf(held, fcntl.LOCK_EX)
+            answer = self.raw(b"LHLO x\r\nMAIL FROM:<s@example.org>\r\nRCPT TO:<alice@test.example>\r\n"
+                              b"RCPT TO:<bob@test.example>\r\nDATA\r\nSubject: locked\r\n\r\nx\r\n.\r\nQUIT\r\n")
+        replies = [line for line in answer.split(b"\r\n") if line.startswith((b"250 2.0.0 <", b"4", b"5"))]
+        self.assertEqual(len(replies), 2, answer)
+        self.assertTrue(replies[0].startswith(b"250 2.0.0 <alice@test.example>"), answer)
+        self.assertRegex(replies[1], rb"^45[0-9] 4\.[0-9.]+ <bob@test.example> .*lock", answer)
+        self.assertEqual([m["Subject"] for m in self.box.mbox("alice")], ["locked"])
+        self.assertEqual([m["Subject"] for m in self.box.mbox("bob")], ["first"])
+
+
 def ipv6_loopback():
     import socket
     try:
