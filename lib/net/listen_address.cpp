@@ -70,11 +70,11 @@ core::Result<BoundListener> bind_listener(const ListenAddress& address, int back
         bound.socket = core::UniqueFd(fd);
         // Bound under a private name and renamed into place once it listens: a client
         // that sees the path can connect (no "connection refused" window at start).
-        const std::string building = address.path + ".new" + std::to_string(::getpid());
+        // A path too long for the private name is bound in place instead.
         sockaddr_un sun{};
         sun.sun_family = AF_UNIX;
-        if (building.size() >= sizeof sun.sun_path)
-            return core::unexpected_errno("unix socket path " + address.path + " is too long", ENAMETOOLONG);
+        std::string building = address.path + ".new" + std::to_string(::getpid());
+        if (building.size() >= sizeof sun.sun_path) building = address.path;
         std::memcpy(sun.sun_path, building.c_str(), building.size() + 1);
         // Only a socket left by an earlier run is replaced, never another kind of file.
         struct stat old {};
@@ -84,7 +84,7 @@ core::Result<BoundListener> bind_listener(const ListenAddress& address, int back
         if (::bind(fd, reinterpret_cast<sockaddr*>(&sun), sizeof sun) != 0)
             return core::unexpected_errno("bind " + building);
         if (::chmod(building.c_str(), 0666) != 0 || ::listen(fd, backlog) != 0 ||
-            ::rename(building.c_str(), address.path.c_str()) != 0) {
+            (building != address.path && ::rename(building.c_str(), address.path.c_str()) != 0)) {
             int err = errno;
             ::unlink(building.c_str());
             return core::unexpected_errno("listen on " + address.path, err);

@@ -5,6 +5,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 #include <optional>
 
@@ -338,6 +339,10 @@ mail::TransportResult LmtpClient::deliver(const mail::Message& message, const ma
                 if (!co_await talk.send(all)) co_return;
             }
             for (size_t i = 0; i < commands.size(); ++i) {
+                // Without pipelining, DATA goes only when a recipient was accepted.
+                if (!c.pipelining && i + 1 == commands.size() &&
+                    std::none_of(replies.begin() + 1, replies.end(), [](const Reply& r) { return r.code / 100 == 2; }))
+                    break;
                 if (!c.pipelining && !co_await talk.send(commands[i])) co_return;
                 auto reply = co_await talk.reply();
                 if (!reply) co_return;

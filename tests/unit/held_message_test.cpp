@@ -68,7 +68,7 @@ TEST_CASE("A small message is held in memory and read back whole with pread", "[
     CHECK(pread_all(held.fd(), held.size()) == text);
 }
 
-TEST_CASE("Bytes [0, size) are the text written in order, however it was chunked", "[held_message]") {
+TEST_CASE("Bytes 0 to size() are the text written in order, however it was chunked", "[held_message]") {
     TempDir tmp;
     const std::string text = text_of(3000);
     for (const auto& sizes : std::vector<std::vector<size_t>>{{1}, {7, 1, 300}, {4096}, {0, 5}, {999, 2, 1}}) {
