@@ -302,27 +302,25 @@ std::string Session::received_header(const std::string& id) const {
     return header;
 }
 
-// The door is told the text begins and gets Received:. When it cannot take a
-// message now, the text is still read to its end and then refused.
-void Session::start_text() {
-    auto id = door_.begin_data(transaction_);
-    if (!id) {
+// The door is told the text begins and gets Received:, and the decoder that
+// carries the rest is made. When the door cannot take a message now, the text is
+// still read to its end and then refused.
+void Session::start_text(Framing framing) {
+    if (auto id = door_.begin_data(transaction_); !id) {
         text_refusal_ = mail::Status::from_error(id.error());
-        return;
-    }
-    if (auto written = door_.write(received_header(*id)); !written) {
+    } else if (auto written = door_.write(received_header(*id)); !written) {
         text_refusal_ = mail::Status::from_error(written.error());
     }
-}
-
-void Session::do_data(const std::string& argument, std::string& out) {
-    if (!argument.empty()) return refuse(out, 501, "5.5.4", "Syntax: DATA");
-    start_text();
-    DataDecoderSettings decoding{Framing::dot, settings_.bare_newline, settings_.size_limit};
+    DataDecoderSettings decoding{framing, settings_.bare_newline, settings_.size_limit};
     decoder_ = std::make_unique<DataDecoder>(decoding, [this](std::string_view text) -> core::Result<void> {
         if (text_refusal_) return {};
         return door_.write(text);
     });
+}
+
+void Session::do_data(const std::string& argument, std::string& out) {
+    if (!argument.empty()) return refuse(out, 501, "5.5.4", "Syntax: DATA");
+    start_text(Framing::dot);
     state_ = State::data;
     append_reply(out, 354, "", "End data with <CR><LF>.<CR><LF>");
 }
@@ -361,12 +359,7 @@ void Session::do_bdat(const std::string& argument, std::string& out) {
     }
     if (!used_bdat_) {
         used_bdat_ = true;
-        start_text();
-        DataDecoderSettings decoding{Framing::chunks, settings_.bare_newline, settings_.size_limit};
-        decoder_ = std::make_unique<DataDecoder>(decoding, [this](std::string_view text) -> core::Result<void> {
-            if (text_refusal_) return {};
-            return door_.write(text);
-        });
+        start_text(Framing::chunks);
     }
     state_ = State::bdat;
     if (chunk_left_ == 0) end_of_chunk(out);

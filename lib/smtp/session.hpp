@@ -140,7 +140,7 @@ private:
     void refuse(std::string& out, const Refusal& refusal);
     void refuse(std::string& out, const mail::Status& status);
     void reset_transaction();
-    void start_text();
+    void start_text(Framing framing);
     std::string received_header(const std::string& id) const;
     std::string protocol_name() const;
 
