@@ -31,24 +31,15 @@ namespace asio = boost::asio;
 
 namespace {
 
-// Whom the sessions process runs as: the spool's owner, a dedicated account, or
-// default_privs when there is none (the spool belongs to root or is missing).
+// Whom the sessions process runs as: default_privs, never the spool owner — lmtpd
+// needs no spool, and a taken-over session must not be able to forge queue entries.
 core::Result<core::Credentials> session_user(const core::Config& config, const core::UserDb& users) {
     if (::geteuid() != 0) return core::Credentials{::geteuid(), ::getegid(), {}};
-    struct stat spool {};
-    std::optional<core::UserInfo> user;
-    if (::stat(config.str("spool_dir").c_str(), &spool) == 0 && spool.st_uid != 0) {
-        auto found = users.find_uid(spool.st_uid);
-        if (found && *found) user = **found;
-    }
-    if (!user) {
-        auto found = users.find(config.str("default_privs"));
-        if (!found) return core::unexpected(found.error());
-        if (!*found) return core::unexpected_input("default_privs user " + config.str("default_privs") + " does not exist");
-        user = **found;
-    }
-    if (user->uid == 0) return core::unexpected_input("lmtpd will not run its sessions as root");
-    return core::Credentials{user->uid, user->gid, {}};
+    auto found = users.find(config.str("default_privs"));
+    if (!found) return core::unexpected(found.error());
+    if (!*found) return core::unexpected_input("default_privs user " + config.str("default_privs") + " does not exist");
+    if ((*found)->uid == 0) return core::unexpected_input("lmtpd will not run its sessions as root (default_privs)");
+    return core::Credentials{(*found)->uid, (*found)->gid, {}};
 }
 
 struct SocketPair {

@@ -5,8 +5,8 @@
 //               NAME up itself, derives the rights and the one mailbox the agent may
 //               write, and starts agents (delivery/delivery_agent.hpp). It reads no
 //               byte from the network.
-//   sessions    forked from it, switched for good to an unprivileged user (the owner
-//               of spool_dir, or default_privs when that is root), runs every LMTP
+//   sessions    forked from it, switched for good to default_privs (never the spool
+//               owner: it needs no spool, and must not be able to queue), runs every LMTP
 //               session in one Asio loop (net/session_server.hpp) and sends each
 //               mailbox write to its user's agent (net/agent_writer.hpp).
 //   agents      one per user, switched for good to that user, pinned to its mailbox.

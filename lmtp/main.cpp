@@ -14,7 +14,7 @@
 //
 // PRIVILEGES
 //   Started as root: listeners are bound as root; sessions run in a process switched
-//   to the spool owner (or default_privs); writes are made by per-user agents pinned
+//   to default_privs; writes are made by per-user agents pinned
 //   to the user's mailbox (docs/security.md "lmtpd").
 //
 // EXIT STATUS

@@ -3,6 +3,7 @@
 pipelining, BDAT, DSN parameters, 8-bit text, a large message; what lands is read
 back with Python's mailbox module."""
 import email
+import os
 import shutil
 import smtplib
 import subprocess
@@ -49,6 +50,26 @@ class Lmtpd(lmtptest.LmtpdCase):
             self.assertEqual(found[0]["Return-Path"], "<sender@example.org>")
             self.assertTrue(found[0]["Received"].startswith("from client.example"), found[0]["Received"])
         self.assertEqual(self.maildir_messages("carol"), [])
+
+    @unittest.skipUnless(mrtest.IS_ROOT, "the privilege split needs root")
+    def test_sessions_run_as_default_privs_and_agents_as_their_users(self):
+        client = self.lmtp()
+        self.addCleanup(client.close)
+        self.assertEqual(client.sendmail("s@example.org", ["alice@test.example"], b"Subject: x\r\n\r\ny\r\n"), {})
+        uids = {}
+        for pid in os.listdir("/proc"):
+            try:
+                with open(f"/proc/{pid}/status") as f:
+                    status = dict(line.split(":", 1) for line in f if ":" in line)
+            except OSError:
+                continue
+            if status.get("PPid", "").strip() == str(self.lmtpd.pid):
+                uids[int(pid)] = int(status["Uid"].split()[0])
+        # Children of the root side: the sessions process (nobody, 65534 in the
+        # sandbox's passwd) and alice's agent (her uid); none of them root.
+        self.assertIn(65534, uids.values(), uids)
+        self.assertIn(self.box.uids["alice"], uids.values(), uids)
+        self.assertNotIn(0, uids.values(), uids)
 
     def test_sendmail_through_smtplib_lmtp_over_tcp(self):
         client = smtplib.LMTP("127.0.0.1", self.port)
