@@ -48,7 +48,6 @@
 #include "queue/queue_submission.hpp"
 #include "mail/sendmail_options.hpp"
 #include "sibling_exec.hpp"
-#include "net/transports.hpp"
 
 namespace core = mailroom::core;
 namespace mail = mailroom::mail;
@@ -162,10 +161,15 @@ int submit(const mail::SendmailOptions& options, const core::ConfigSource& sourc
         if (!spool->wake_daemon(queued->id)) spawn_sibling("mta", with_config({"-q", "-I", queued->id}, source));
         return EX_OK;
     }
+    // -odi with local_transport = lmtp:...: the runner that has the LMTP client does
+    // it, in the foreground (sendmail itself stays free of the network code, so that
+    // it starts fast). The message is queued whatever happens.
+    if (config.str("local_transport") != "local") {
+        (void)exec_sibling("mta", with_config({"-q", "-I", queued->id}, source));
+        return EX_OK;  // queued: a runner delivers it later if mta could not start
+    }
     // -odi: deliver now, in this process; the message is queued whatever happens.
     auto context = mail::RunnerContext::from_config(config, *spool, options.verbose);
-    // A bad local_transport leaves the message queued, for a runner to report.
-    (void)mailroom::net::attach_transports(context, config);
     mail::run_entry_and_notices(context, queued->id, true);
     return EX_OK;
 }

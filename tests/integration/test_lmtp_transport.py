@@ -105,6 +105,15 @@ class ToLmtpd(lmtptest.LmtpdCase):
         self.assertEqual(log.count("]: connect from localhost"), 1, log)
         self.assertEqual(self.box.queued(), [])
 
+    def test_sendmail_odi_delivers_through_the_transport_before_it_exits(self):
+        with open(self.box.conf, "a") as conf:
+            conf.write(f"local_transport = lmtp:unix:{self.socket}\n")
+        result = self.box.sendmail(["-odi", "-i", "-f", "alice@test.example", "dave@test.example"],
+                                   mrtest.message(subject="odi"))
+        self.assertExit(result, 0)
+        self.assertEqual([m["Subject"] for m in self.maildir_messages("dave")], ["odi"], self.log())
+        self.assertEqual(self.box.queued(), [])
+
 
 if __name__ == "__main__":
     mrtest.main()
