@@ -46,7 +46,9 @@ asio::awaitable<std::vector<mail::Status>> LmtpDoor::commit(const smtp::Transact
                                if (--*remaining == 0) all_done->cancel();
                            });
         }
-        co_await all_done->async_wait(asio::as_tuple(asio::use_awaitable));
+        // co_spawn hands each completion over through a post, so the cancel cannot come
+        // before this wait; the check only guards that promise.
+        if (*remaining > 0) co_await all_done->async_wait(asio::as_tuple(asio::use_awaitable));
     }
     const double delay = static_cast<double>(clock_.now_micros() - opened_micros_) / 1e6;
     for (size_t i = 0; i < count; ++i) {
