@@ -66,7 +66,7 @@ TEST_CASE("Quoted local parts and domain literals are kept as written", "[addres
     CHECK(specs_of("x <root@[IPv6:2001:db8::1]>") == Specs{"root@[IPv6:2001:db8::1]"});
 }
 
-TEST_CASE("Groups give their members; an empty group gives none", "[address_list]") {
+TEST_CASE("Groups give their members, an empty group gives none", "[address_list]") {
     CHECK(specs_of("team: a@x, B <b@y>;") == Specs{"a@x", "b@y"});
     CHECK(specs_of("team: a@x, b@y;, c@z") == Specs{"a@x", "b@y", "c@z"});
     CHECK(specs_of("undisclosed-recipients:;").empty());

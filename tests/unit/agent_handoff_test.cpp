@@ -56,7 +56,7 @@ bool ends_within(pid_t pid, int ms) {
 
 }  // namespace
 
-TEST_CASE("An agent request decodes to what was encoded; a malformed one is refused", "[agents]") {
+TEST_CASE("An agent request decodes to what was encoded, a malformed one is refused", "[agents]") {
     AgentIdentity bob{Credentials{1001, 1002, {1002, 8, 50}}, mailroom::core::PrivilegeSwitch::RootTarget::allow, "bob"};
     std::string packet = encode_agent_request(bob);
     CHECK(is_agent_request(packet));
@@ -138,7 +138,7 @@ TEST_CASE("A worker's source reads the daemon's answer and refuses a malformed o
     }
 }
 
-TEST_CASE("Workers asking over their channels share the registry's agent; a refused user gets its reason",
+TEST_CASE("Workers asking over their channels share the registry's agent, a refused user gets its reason",
           "[agents][root]") {
     if (::geteuid() != 0) {
         WARN("skipped: agents switch to other users only as root");
@@ -205,7 +205,7 @@ TEST_CASE("Workers asking over their channels share the registry's agent; a refu
     CHECK(mailroom::test::names_in(tmp.path + "/box/new").size() == 4);
 }
 
-TEST_CASE("A retired agent ends with its last connection, not before; reaped() forgets it", "[agents][root]") {
+TEST_CASE("A retired agent ends with its last connection, not before, reaped() forgets it", "[agents][root]") {
     if (::geteuid() != 0) {
         WARN("skipped: agents switch to other users only as root");
         return;

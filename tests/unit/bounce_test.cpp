@@ -160,7 +160,7 @@ TEST_CASE("diagnostic texts with CR, LF and control characters cannot add header
     CHECK(notice.find("Remote-MTA: dns; mx.remote.example_X:_y\n") != std::string::npos);
 }
 
-TEST_CASE("a remote reply is an smtp diagnostic; a remote failure without a reply is not", "[bounce]") {
+TEST_CASE("a remote reply is an smtp diagnostic, a remote failure without a reply is not", "[bounce]") {
     TimeZone utc("UTC");
     NoticeRequest request = base_request(NoticeKind::delay);
     request.recipients.push_back(ReportedRecipient{"a@remote.example", "",

@@ -18,7 +18,7 @@ SubprocessResult exited(int code, std::string output = "") {
 constexpr std::chrono::seconds hour{3600};
 }  // namespace
 
-TEST_CASE("Exit 0 = delivered; 75 (EX_TEMPFAIL) or 71 (EX_OSERR) = deferred; anything else = bounced", "[command_output]") {
+TEST_CASE("Exit 0 = delivered, 75 (EX_TEMPFAIL) or 71 (EX_OSERR) = deferred, anything else = bounced", "[command_output]") {
     auto ok = command_status(exited(0, "ignored chatter\n"), "procmail", hour);
     CHECK(ok.is_ok());
     CHECK(ok.text() == "delivered to command: procmail");
@@ -73,7 +73,7 @@ TEST_CASE("a message not fed whole is never a success", "[command_output]") {
     CHECK(status.code() == "4.3.0");
 }
 
-TEST_CASE("status texts are one line; the output breaks and tabs fold into single spaces", "[command_output]") {
+TEST_CASE("status texts are one line, the output breaks and tabs fold into single spaces", "[command_output]") {
     CHECK(one_line("  a\r\n\tb \n\n c\n") == "a b c");
     CHECK(one_line("") == "");
     auto status = command_status(exited(1, "line one\nline two\n"), "multi\nline", hour);

@@ -124,7 +124,7 @@ TEST_CASE("An unknown verb is not refused: it is Verb::unknown with its name", "
     }
 }
 
-TEST_CASE("The argument follows the verb and one or more spaces; trailing spaces and tabs are removed", "[command]") {
+TEST_CASE("The argument follows the verb and one or more spaces, trailing spaces and tabs are removed", "[command]") {
     struct Row {
         std::string line, argument;
     };
@@ -271,7 +271,7 @@ TEST_CASE("MAIL without FROM: and a path is refused 501 5.5.4", "[command]") {
     }, mail_lenient);
 }
 
-TEST_CASE("Lenient paths take a space after the colon and a path without brackets; strict ones refuse them", "[command]") {
+TEST_CASE("Lenient paths take a space after the colon and a path without brackets, strict ones refuse them", "[command]") {
     struct Row {
         std::string argument, sender;
     };
@@ -392,7 +392,7 @@ TEST_CASE("SIZE is a decimal of at most 20 digits that fits 64 bits", "[command]
     }, mail_lenient);
 }
 
-TEST_CASE("BODY is 7BIT or 8BITMIME; BINARYMIME and anything else is refused 555 5.5.4", "[command]") {
+TEST_CASE("BODY is 7BIT or 8BITMIME, BINARYMIME and anything else is refused 555 5.5.4", "[command]") {
     CHECK(mail_of("FROM:<a@b> BODY=7BIT").body == BodyType::seven_bit);
     CHECK(mail_of("FROM:<a@b> BODY=8bitmime").body == BodyType::eight_bit_mime);
     check_refusals({
@@ -403,7 +403,7 @@ TEST_CASE("BODY is 7BIT or 8BITMIME; BINARYMIME and anything else is refused 555
     }, mail_lenient);
 }
 
-TEST_CASE("SMTPUTF8 takes no value; RET is FULL or HDRS", "[command]") {
+TEST_CASE("SMTPUTF8 takes no value, RET is FULL or HDRS", "[command]") {
     check_refusals({
         {"FROM:<a@b> SMTPUTF8=yes", 501, "5.5.4", "SMTPUTF8 takes no value"},
         {"FROM:<a@b> SMTPUTF8=", 501, "5.5.4", "SMTPUTF8 takes no value"},
@@ -485,7 +485,7 @@ TEST_CASE("Parameters are checked before the path: a bad parameter is named even
 
 // ---- RCPT TO
 
-TEST_CASE("RCPT TO takes a path; <Postmaster> and other bare names without a domain are accepted", "[command]") {
+TEST_CASE("RCPT TO takes a path, <Postmaster> and other bare names without a domain are accepted", "[command]") {
     struct Row {
         std::string argument, recipient;
     };
@@ -550,7 +550,7 @@ TEST_CASE("A UTF-8 recipient is accepted only when the session allows SMTPUTF8",
     CHECK(refused(parse_rcpt_to(path + " SMTPUTF8", lenient)).status.text() == "unsupported parameter SMTPUTF8");
 }
 
-TEST_CASE("NOTIFY is NEVER or a list of SUCCESS, FAILURE and DELAY; ORCPT is type;xtext kept as given", "[command]") {
+TEST_CASE("NOTIFY is NEVER or a list of SUCCESS, FAILURE and DELAY, ORCPT is type,xtext kept as given", "[command]") {
     CHECK(rcpt_of("TO:<a@b> NOTIFY=NEVER").dsn.notify == RecipientDsn::notify_never);
     CHECK(rcpt_of("TO:<a@b> notify=success,failure").dsn.notify ==
           (RecipientDsn::notify_success | RecipientDsn::notify_failure));
@@ -655,7 +655,7 @@ TEST_CASE("xtext: every octet survives encode then decode", "[command]") {
     CHECK(decode_xtext(encoded) == all);
 }
 
-TEST_CASE("xtext: '+' and two upper-case hex digits stand for an octet; '!' to '~' but '+' and '=' for themselves", "[command]") {
+TEST_CASE("xtext: '+' and two upper-case hex digits stand for an octet, '!' to '~' but '+' and '=' for themselves", "[command]") {
     CHECK(encode_xtext("a+b=c d") == "a+2Bb+3Dc+20d");
     CHECK(encode_xtext(std::string("\0\xff\r\n", 4)) == "+00+FF+0D+0A");
     CHECK(encode_xtext("") == "");

@@ -15,7 +15,7 @@ using mailroom::core::Config;
 using namespace mailroom::test;
 using namespace std::chrono_literals;
 
-TEST_CASE("Lines key = value; # starts a comment line; blank lines are ignored") {
+TEST_CASE("Lines key = value, # starts a comment line, blank lines are ignored") {
     auto c = parsed("# a comment\n"
                     "\n"
                     "   \t\n"
@@ -164,7 +164,7 @@ TEST_CASE("A missing or unreadable file is an error naming it") {
     CHECK(good->name() == file);
 }
 
-TEST_CASE("An Error with no code is its own message; with a code it names the cause") {
+TEST_CASE("An Error with no code is its own message, with a code it names the cause") {
     using mailroom::core::Error;
     CHECK(mailroom::core::input_error("f:1: unknown key 'x'").message() == "f:1: unknown key 'x'");
     CHECK(mailroom::core::errno_error("open /x", ENOENT).message() == "open /x: No such file or directory");

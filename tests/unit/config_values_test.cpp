@@ -103,7 +103,7 @@ TEST_CASE("myhostname defaults to the system host name, mydomain to it minus its
     CHECK(both.str("mydestination") == "mail.example.org, localhost.other.example, localhost");
 }
 
-TEST_CASE("Sizes take K/M/G (1024-based); a plain number is bytes") {
+TEST_CASE("Sizes take K/M/G (1024-based), a plain number is bytes") {
     auto size = [](std::string v) { return parsed("message_size_limit = " + v).size("message_size_limit"); };
     CHECK(size("0") == 0);
     CHECK(size("1000") == 1000);
@@ -119,7 +119,7 @@ TEST_CASE("Sizes take K/M/G (1024-based); a plain number is bytes") {
     }
 }
 
-TEST_CASE("Times take s/m/h/d; a plain number is seconds") {
+TEST_CASE("Times take s/m/h/d, a plain number is seconds") {
     auto time = [](std::string v) { return parsed("lock_timeout = " + v).duration("lock_timeout"); };
     CHECK(time("30") == 30s);
     CHECK(time("30s") == 30s);

@@ -364,7 +364,7 @@ TEST_CASE("A 30 MB line streams through in pieces of at most 64 KiB, as it is fe
     CHECK_FALSE(decoder.error());
 }
 
-TEST_CASE("What a feed decoded has reached the sink when it returns; only an undecided CR or dot waits",
+TEST_CASE("What a feed decoded has reached the sink when it returns, only an undecided CR or dot waits",
           "[data_decoder]") {
     std::string output;
     DataDecoder decoder(settings(Framing::dot, BareNewline::reject), [&](std::string_view piece) -> Result<void> {

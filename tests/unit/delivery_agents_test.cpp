@@ -104,7 +104,7 @@ TEST_CASE("A delivery agent serves every write of its user, and only of its user
     CHECK(st.st_uid == first_uid + 1);
 }
 
-TEST_CASE("An agent that died while idle is replaced; one killed during a write defers it", "[agents][root]") {
+TEST_CASE("An agent that died while idle is replaced, one killed during a write defers it", "[agents][root]") {
     if (::geteuid() != 0) {
         WARN("skipped: agents switch to other users only as root");
         return;
@@ -138,7 +138,7 @@ TEST_CASE("An agent that died while idle is replaced; one killed during a write 
     CHECK(agents.pids().empty());
 }
 
-TEST_CASE("Agents beyond the limit: the least recently used is ended; a forked copy forgets its parent's",
+TEST_CASE("Agents beyond the limit: the least recently used is ended, a forked copy forgets its parent's",
           "[agents][root]") {
     if (::geteuid() != 0) {
         WARN("skipped: agents switch to other users only as root");

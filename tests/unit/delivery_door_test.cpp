@@ -294,7 +294,7 @@ TEST_CASE("A large message is held once, spilled past the memory limit, and plan
     CHECK(plan.writes.size() == 1);
 }
 
-TEST_CASE("abort() drops the held text and the recipients; plan() then has nothing to deliver", "[delivery_door]") {
+TEST_CASE("abort() drops the held text and the recipients, plan() then has nothing to deliver", "[delivery_door]") {
     Fixture f;
     REQUIRE(f.add("bob").is_ok());
     auto plan = f.deliver(message_text);

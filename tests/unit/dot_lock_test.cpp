@@ -188,7 +188,7 @@ TEST_CASE("A writer that was killed but never reaped (a zombie) counts as gone",
     CHECK_FALSE(mailroom::core::process_is_gone(::getpid()));
 }
 
-TEST_CASE("a record names the mailbox's device and inode; the older PID SIZE form still parses", "[dot_lock]") {
+TEST_CASE("a record names the mailbox's device and inode, the older PID SIZE form still parses", "[dot_lock]") {
     auto r = parse_lock_record("1234 5678 2049 131\n");
     REQUIRE(r);
     CHECK(r->size == 5678u);
@@ -255,7 +255,7 @@ TEST_CASE("a lock of neither the owner nor root is removed at once, whatever its
     CHECK(waited.error().errno_value() == EWOULDBLOCK);
 }
 
-TEST_CASE("a lock that should go but may not be removed is EEXIST at once; a fresh live one is waited for",
+TEST_CASE("a lock that should go but may not be removed is EEXIST at once, a fresh live one is waited for",
           "[dot_lock]") {
     if (::geteuid() != 0) {
         WARN("skipped: needs root to plant another user's lock in a sticky folder");

@@ -104,7 +104,7 @@ TEST_CASE("An alias to ten users gives ten mailbox leaves, each naming its alias
     CHECK(tree_mentions(e.tree, "alias team (/etc/aliases:12)"));
 }
 
-TEST_CASE("Nested aliases three deep end in the users' mailboxes; a plain user is its own mailbox", "[expander]") {
+TEST_CASE("Nested aliases three deep end in the users' mailboxes, a plain user is its own mailbox", "[expander]") {
     Fixture f;
     f.sources.aliases["all"] = {1, "staff, erin"};
     f.sources.aliases["staff"] = {2, "devs, dave"};
@@ -194,7 +194,7 @@ TEST_CASE("error:, \\user, :include: and user+ext expand as aliases(5) says", "[
     CHECK(other.leaves[0].address == "bob+other@host.example");
 }
 
-TEST_CASE("A .forward sends the user's mail on; \\user and the user's own name in it mean the mailbox", "[expander]") {
+TEST_CASE("A .forward sends the user's mail on, \\user and the user's own name in it mean the mailbox", "[expander]") {
     Fixture f;
     f.sources.forward("bob", {"bob, |/usr/bin/procmail -a x", "carol@elsewhere.example"});
     auto e = f.expand("bob");

@@ -23,7 +23,7 @@ public:
 
 }  // namespace
 
-TEST_CASE("An :include: file is read with its owner and lines; one others may write, a link or a FIFO is refused",
+TEST_CASE("An :include: file is read with its owner and lines, one others may write, a link or a FIFO is refused",
           "[expansion_sources]") {
     TempDir tmp;
     ::chmod(tmp.path.c_str(), 0755);
@@ -68,7 +68,7 @@ TEST_CASE("An :include: file is read with its owner and lines; one others may wr
     CHECK(sources.include_owner(link).error().message() == "is a symbolic link");
 }
 
-TEST_CASE("Aliases come from the compiled database with their file:line; without one there are no aliases",
+TEST_CASE("Aliases come from the compiled database with their file:line, without one there are no aliases",
           "[expansion_sources]") {
     TempDir tmp;
     auto users = std::make_shared<NoAccounts>();

@@ -331,7 +331,7 @@ TEST_CASE(".forward: a file outside the user's home is shown by its full path", 
     CHECK(r.where(r.lines[0]) == elsewhere + "/tester:1");
 }
 
-TEST_CASE(".forward: .forward+ext is tried before .forward for bob+ext; the first that exists decides", "[forward]") {
+TEST_CASE(".forward: .forward+ext is tried before .forward for bob+ext, the first that exists decides", "[forward]") {
     Home home;
     home.write(".forward", "plain\n");
     ForwardPathSettings settings;  // the default forward_path
@@ -424,7 +424,7 @@ TEST_CASE(".forward: a symbolic link is refused and the file it points to is not
     CHECK(read_dot_forward(home).reason == "a symbolic link");
 }
 
-TEST_CASE(".forward: a file owned by another user is refused, naming its uid; root's is used", "[forward]") {
+TEST_CASE(".forward: a file owned by another user is refused, naming its uid, root's is used", "[forward]") {
     if (!running_as_root("to give the file to another uid")) return;
     Home home;
     std::string path = home.write(".forward", "alice\n");
@@ -486,7 +486,7 @@ TEST_CASE(".forward: a folder named .forward is refused", "[forward]") {
     CHECK(r.reason == "a folder");
 }
 
-TEST_CASE(".forward: a file larger than 64 KB is refused; 64 KB is read", "[forward]") {
+TEST_CASE(".forward: a file larger than 64 KB is refused, 64 KB is read", "[forward]") {
     Home home;
     std::string line = std::string(63, 'a') + "\n";  // 64 bytes
     std::string text;
@@ -625,7 +625,7 @@ TEST_CASE(".forward: a temporary failure (no file descriptor left) defers instea
     CHECK(outcome.rfind("temporary|", 0) == 0);
 }
 
-TEST_CASE("errors that may pass (EIO, ESTALE, ENOMEM) defer; a refusal (EACCES, ELOOP) does not", "[forward]") {
+TEST_CASE("errors that may pass (EIO, ESTALE, ENOMEM) defer, a refusal (EACCES, ELOOP) does not", "[forward]") {
     for (int err : {EIO, ESTALE, ENOMEM, ENFILE, EMFILE, EAGAIN, ETIMEDOUT}) CHECK(is_temporary_file_error(err));
     for (int err : {EACCES, EPERM, ELOOP, EISDIR, EINVAL}) CHECK_FALSE(is_temporary_file_error(err));
 }

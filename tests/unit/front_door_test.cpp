@@ -65,7 +65,7 @@ TEST_CASE("The queue ID is known as soon as the front door opens, before any byt
     CHECK(door.arrival_micros() == 1'763'756'614'123'456);
 }
 
-TEST_CASE("The null sender stays null; a sender without a domain gets the default domain", "[front_door]") {
+TEST_CASE("The null sender stays null, a sender without a domain gets the default domain", "[front_door]") {
     Fixture f;
     CHECK(commit_with(f, "", {"bob"}).sender.empty());
     CHECK(commit_with(f, "<>", {"bob"}).sender.empty());
@@ -146,7 +146,7 @@ TEST_CASE("The committed entry keeps the DSN fields, the client facts, the uid a
     CHECK(f.tmp_files().empty());
 }
 
-TEST_CASE("One recipient more than max_recipients is refused 4.5.3; a duplicate still is not", "[front_door]") {
+TEST_CASE("One recipient more than max_recipients is refused 4.5.3, a duplicate still is not", "[front_door]") {
     Fixture f;
     auto s = f.settings();
     s.max_recipients = 2;

@@ -80,7 +80,7 @@ TEST_CASE("Bytes 0 to size() are the text written in order, however it was chunk
     }
 }
 
-TEST_CASE("A message of exactly memory_limit bytes stays in memory; one byte more spills it", "[held_message]") {
+TEST_CASE("A message of exactly memory_limit bytes stays in memory, one byte more spills it", "[held_message]") {
     TempDir tmp;
     auto held = created(tmp.path, 100);
     REQUIRE(held.write(text_of(100)));

@@ -282,7 +282,7 @@ TEST_CASE("A destination that is not lmtp:unix:PATH or lmtp:inet:HOST:PORT is re
     CHECK_FALSE(LmtpDestination::parse("lmtp:unix:" + longest + "p"));
 }
 
-TEST_CASE("A transaction is LHLO once, then MAIL, a RCPT per recipient and DATA; no SIZE or DSN parameters when "
+TEST_CASE("A transaction is LHLO once, then MAIL, a RCPT per recipient and DATA, no SIZE or DSN parameters when "
           "the server offers neither",
           "[lmtp_client]") {
     TempDir tmp;

@@ -104,7 +104,7 @@ TEST_CASE("the delivery settings come from mailroom.conf, command_timeout and re
     CHECK(context.isolation == Isolation::child_process);
 }
 
-TEST_CASE("When run as root it writes each mailbox as that user; with a child per delivery the caller stays root",
+TEST_CASE("When run as root it writes each mailbox as that user, with a child per delivery the caller stays root",
           "[root]") {
     if (::geteuid() != 0) {
         WARN("skipped: writing a mailbox as another user needs root");

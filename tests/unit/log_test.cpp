@@ -191,7 +191,7 @@ TEST_CASE("a log that cannot be written never fails the caller", "[log]") {
     CHECK(WEXITSTATUS(status) == 0);
 }
 
-TEST_CASE("a moved-from logger writes nothing; the logger it moved to writes its lines", "[log]") {
+TEST_CASE("a moved-from logger writes nothing, the logger it moved to writes its lines", "[log]") {
     ScratchLog scratch;
     int saved = ::dup(STDERR_FILENO);
     int fd = ::open(scratch.path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);

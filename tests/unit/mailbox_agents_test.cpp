@@ -45,7 +45,7 @@ WriteJob maildir_job(const std::string& path) {
 
 }  // namespace
 
-TEST_CASE("A mailbox request names a user and a lane; anything else is refused", "[agents]") {
+TEST_CASE("A mailbox request names a user and a lane, anything else is refused", "[agents]") {
     auto back = decode_mailbox_request(encode_mailbox_request({"bob", 3}));
     REQUIRE(back);
     CHECK(back->user == "bob");

@@ -52,7 +52,7 @@ void defer_first(AdminHarness& h, const std::string& id, std::time_t next_try) {
 
 }  // namespace
 
-TEST_CASE("mailctl hold moves an entry to hold/ and logs placed on hold; release brings it back", "[admin]") {
+TEST_CASE("mailctl hold moves an entry to hold/ and logs placed on hold, release brings it back", "[admin]") {
     AdminHarness h;
     auto id = h.submit();
     CHECK(h.run(AdminAction::hold, id).outcome == AdminResult::Outcome::done);

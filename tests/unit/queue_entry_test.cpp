@@ -136,7 +136,7 @@ TEST_CASE("Per-recipient state: pending, delivered, deferred with reason and nex
     CHECK(parsed->state.all_done());
 }
 
-TEST_CASE("A state line torn by a crash is ignored; any other bad line makes the entry corrupt", "[queue]") {
+TEST_CASE("A state line torn by a crash is ignored, any other bad line makes the entry corrupt", "[queue]") {
     std::string tail = format_envelope(sample_envelope());
     auto good = format_state_record(record(StateRecord::Kind::delivered, 0, 990, "2.0.0", "ok"));
     auto parsed = parse_entry_tail(tail + good + "deferred 1 10");

@@ -201,7 +201,7 @@ TEST_CASE("Version 2 round trip: every envelope field reads back as written, in 
     CHECK(again->envelope.client_name.empty());
 }
 
-TEST_CASE("NOTIFY is NEVER or a subset of SUCCESS, FAILURE, DELAY; ORCPT and ENVID are xtext", "[queue_entry]") {
+TEST_CASE("NOTIFY is NEVER or a subset of SUCCESS, FAILURE, DELAY, ORCPT and ENVID are xtext", "[queue_entry]") {
     CHECK(parse_dsn_notify("NEVER") == RecipientDsn::notify_never);
     CHECK(parse_dsn_notify("delay,Success") == (RecipientDsn::notify_delay | RecipientDsn::notify_success));
     CHECK(format_dsn_notify(RecipientDsn::notify_delay | RecipientDsn::notify_success | RecipientDsn::notify_failure) ==
@@ -223,7 +223,7 @@ TEST_CASE("NOTIFY is NEVER or a subset of SUCCESS, FAILURE, DELAY; ORCPT and ENV
     CHECK_FALSE(is_valid_envid("j\xc3\xb6rg"));
 }
 
-TEST_CASE("A version 1 entry still reads; a version 2 line in it is corrupt", "[queue_entry]") {
+TEST_CASE("A version 1 entry still reads, a version 2 line in it is corrupt", "[queue_entry]") {
     std::string v1 = format_envelope(plain_envelope()) + "delivered 1 990 2.0.0 ok\n";
     auto parsed = parse_entry_tail(v1, 1);
     REQUIRE(parsed);

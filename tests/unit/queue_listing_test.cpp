@@ -128,7 +128,7 @@ TEST_CASE("A real 15-character queue ID widens its own line, recipients stay in 
           "-- 4 Kbytes in 1 Request.\n");
 }
 
-TEST_CASE("A reason heads the recipients that share it; an untried one after it gets reason unavailable",
+TEST_CASE("A reason heads the recipients that share it, an untried one after it gets reason unavailable",
           "[listing]") {
     UtcZone utc;
     auto entry = snapshot("QUEUEID", 100, sat_nov_21_20_23_34, "alice@host.example",

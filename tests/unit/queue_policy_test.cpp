@@ -47,7 +47,7 @@ TEST_CASE("Retry: minimal_backoff_time, doubling up to maximal_backoff_time", "[
     CHECK(next_retry(1000, 1000, settings) == 1000 + 14400);
 }
 
-TEST_CASE("Expiry after maximal_queue_lifetime; one delay notice after delay_warning_time, 0 disables", "[policy]") {
+TEST_CASE("Expiry after maximal_queue_lifetime, one delay notice after delay_warning_time, 0 disables", "[policy]") {
     auto settings = sample();
     settings.maximal_queue_lifetime = std::chrono::seconds(100);
     settings.delay_warning_time = std::chrono::seconds(10);

@@ -150,7 +150,7 @@ TEST_CASE("Unknown user: bounce 5.1.1, one RFC 3464 notice queued to the sender 
     CHECK_THAT(h.mailbox("alice"), Catch::StartsWith("From MAILER-DAEMON "));
 }
 
-TEST_CASE("A deferred recipient waits for its next try, with the reason kept; requeue makes it due", "[runner]") {
+TEST_CASE("A deferred recipient waits for its next try, with the reason kept, requeue makes it due", "[runner]") {
     Harness h;
     auto id = h.submit("alice@host.example", {"x@far.example"});
     std::time_t now = ::time(nullptr);
@@ -201,7 +201,7 @@ TEST_CASE("One delay notice after delay_warning_time, never two", "[runner]") {
     CHECK(second.notices.empty());
 }
 
-TEST_CASE("A failure of a message with the null sender goes to postmaster; a failed notice to postmaster is dropped",
+TEST_CASE("A failure of a message with the null sender goes to postmaster, a failed notice to postmaster is dropped",
           "[runner]") {
     Harness h;
     auto id = h.submit("", {"nobody-here@host.example"});
@@ -298,7 +298,7 @@ size_t messages_in(const std::string& mbox) {
 
 }  // namespace
 
-TEST_CASE("An alias delivers to each member, logged with orig_to; an unknown member bounces to the sender",
+TEST_CASE("An alias delivers to each member, logged with orig_to, an unknown member bounces to the sender",
           "[runner][expansion]") {
     Harness h;
     use_aliases(h, "team: bob, carol,\n  nobody-here\n");
@@ -314,7 +314,7 @@ TEST_CASE("An alias delivers to each member, logged with orig_to; an unknown mem
     REQUIRE(run.notices.size() == 1);  // the unknown member bounced to the sender
 }
 
-TEST_CASE("Leaves are recorded with their own state; a partial failure retries only the failed leaves",
+TEST_CASE("Leaves are recorded with their own state, a partial failure retries only the failed leaves",
           "[runner][expansion]") {
     Harness h;
     use_aliases(h, "team: bob, carol\n");

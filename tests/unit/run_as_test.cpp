@@ -62,7 +62,7 @@ TEST_CASE("A command from a root-owned aliases database runs as default_privs, f
     CHECK(root.refused.code() == "5.7.1");
 }
 
-TEST_CASE("A command from an :include: file runs as its owner; one others may write is refused", "[run_as]") {
+TEST_CASE("A command from an :include: file runs as its owner, one others may write is refused", "[run_as]") {
     Accounts users;
     users.add("nobody", 65534);
     users.add("mailman", 1600);
@@ -82,7 +82,7 @@ TEST_CASE("A command from an :include: file runs as its owner; one others may wr
     CHECK(run_as(leaf, users, facts, {}).refused.is_temporary());
 }
 
-TEST_CASE("A command from a .forward runs as its user; from root's as default_privs, and never as root", "[run_as]") {
+TEST_CASE("A command from a .forward runs as its user, from root's as default_privs, and never as root", "[run_as]") {
     Accounts users;
     users.add("bob", 1001);
     users.add("root", 0);

@@ -79,7 +79,7 @@ std::string submit(std::string_view input, const SubmissionSettings& s = setting
 
 }  // namespace
 
-TEST_CASE("A Received header is always prepended; a complete message is otherwise unchanged", "[submission]") {
+TEST_CASE("A Received header is always prepended, a complete message is otherwise unchanged", "[submission]") {
     const std::string message =
         "From: alice@example.org\nDate: Fri, 20 Nov 2026 10:00:00 +0100\n"
         "Message-ID: <x@example.org>\nSubject: hi\n\nbody\n";
@@ -107,7 +107,7 @@ TEST_CASE("Missing From, Date and Message-ID are added after the header section"
     }
 }
 
-TEST_CASE("CRLF line ends become LF; a bare CR is kept", "[submission]") {
+TEST_CASE("CRLF line ends become LF, a bare CR is kept", "[submission]") {
     CHECK(submit("Subject: x\r\n\r\nline 1\r\nline 2\r\n") ==
           received + "Subject: x\n" + added + "\nline 1\nline 2\n");
     CHECK(submit("Subject: a\rb\n\nc\rd\r\r\ne\r") ==
@@ -203,7 +203,7 @@ TEST_CASE("Empty input gives the added headers only", "[submission]") {
     CHECK_FALSE(o.ended_by_dot);
 }
 
-TEST_CASE("A last line without LF is kept; a last header line gets one", "[submission]") {
+TEST_CASE("A last line without LF is kept, a last header line gets one", "[submission]") {
     CHECK(submit("Subject: x\n\nno newline") == received + "Subject: x\n" + added + "\nno newline");
     CHECK(submit("Subject: x") == received + "Subject: x\n" + added);
     CHECK(submit("Subject: x\n folded") == received + "Subject: x\n folded\n" + added);

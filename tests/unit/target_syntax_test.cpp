@@ -78,7 +78,7 @@ TEST_CASE("an error target keeps its status code and runs to the next comma", "[
     CHECK(q.targets[0].value == "full, sorry");
 }
 
-TEST_CASE("an unquoted command runs to the next comma; a quoted one keeps its commas", "[target_syntax]") {
+TEST_CASE("an unquoted command runs to the next comma, a quoted one keeps its commas", "[target_syntax]") {
     check("|cmd a b, bob", {{TargetKind::command, "cmd a b"}, {TargetKind::address, "bob"}});
     check("\"|cmd a, b\", bob", {{TargetKind::command, "cmd a, b"}, {TargetKind::address, "bob"}});
     // A comma inside a quoted argument of an unquoted command does not end it.
@@ -96,7 +96,7 @@ TEST_CASE("items are separated by commas, white space and continuation newlines"
     check(" , ,, ", {});
 }
 
-TEST_CASE("with aliases an unquoted command runs on over a continuation line; elsewhere it ends there",
+TEST_CASE("with aliases an unquoted command runs on over a continuation line, elsewhere it ends there",
           "[target_syntax]") {
     check("|cmd a\n  b, c", {{TargetKind::command, "cmd a   b"}, {TargetKind::address, "c"}});
     check("|cmd a\nb, c", {{TargetKind::command, "cmd a"}, {TargetKind::address, "b"}, {TargetKind::address, "c"}},
