@@ -441,6 +441,23 @@ TEST_CASE("Without PIPELINING the commands go one by one and every reply is stil
     CHECK(data_section(server.received()) == "Subject: hi\r\n\r\nHello.\r\n.\r\n");
 }
 
+TEST_CASE("Without PIPELINING no DATA is sent when every recipient was refused", "[lmtp_client]") {
+    TempDir tmp;
+    Script script;
+    script.rcpt = {"550 5.1.1 unknown", "450 4.2.1 busy"};
+    FakeLmtpServer server(tmp, script);
+    mail::TransportResult result;
+    {
+        LmtpClient client(unix_destination(server.path), "mx.example", std::chrono::seconds(5));
+        result = client.deliver(message_of(simple_text), envelope_from("alice@remote.example"),
+                                recipients({"dave@host.example", "bob@host.example"}));
+    }
+    REQUIRE(result.statuses.size() == 2);
+    CHECK(result.statuses[0].code() == "5.1.1");
+    CHECK(result.statuses[1].code() == "4.2.1");
+    CHECK(server.received().find("DATA") == std::string::npos);
+}
+
 TEST_CASE("A refused MAIL gives every recipient that refusal", "[lmtp_client]") {
     for (bool pipelining : {true, false}) {
         INFO("pipelining " << pipelining);
