@@ -14,14 +14,12 @@
 #include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/generic/stream_protocol.hpp>
 #include <boost/asio/io_context.hpp>
-#include <boost/asio/read_until.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 #include <fmt/format.h>
 
 #include "queue/queue_entry.hpp"
-#include "smtp/command.hpp"
 #include "smtp/reply.hpp"
 
 // g++ 12 warns wrongly about the coroutine frames' own operator delete
@@ -113,11 +111,8 @@ namespace {
 // the connection broken and the caller defers what was not answered.
 class Dialogue {
 public:
-    Dialogue(asio::io_context& io, Protocol::socket& socket, asio::steady_timer& timer, std::string& input,
-             std::chrono::seconds timeout)
-        : socket_(socket), timer_(timer), input_(input), timeout_(timeout) {
-        (void)io;
-    }
+    Dialogue(Protocol::socket& socket, asio::steady_timer& timer, std::string& input, std::chrono::seconds timeout)
+        : socket_(socket), timer_(timer), input_(input), timeout_(timeout) {}
 
     asio::awaitable<bool> send(std::string_view text) {
         timer_.expires_after(timeout_);
@@ -247,7 +242,7 @@ mail::TransportResult LmtpClient::deliver(const mail::Message& message, const ma
         Connection& c = *connection_;
         std::string connect_failure;
         auto run = [&]() -> asio::awaitable<void> {
-            Dialogue talk(c.io, c.socket, c.timer, c.input, timeout_);
+            Dialogue talk(c.socket, c.timer, c.input, timeout_);
             if (fresh) {
                 // Connect (the address numeric or a name: getaddrinfo, as the runner may block).
                 boost::system::error_code ec;
