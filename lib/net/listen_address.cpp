@@ -13,17 +13,13 @@
 
 namespace mailroom::net {
 
-namespace {
-
-core::Result<uint16_t> parse_port(std::string_view text, std::string_view whole) {
+std::optional<uint16_t> parse_port(std::string_view text) {
     unsigned value = 0;
     auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
     if (text.empty() || ec != std::errc() || end != text.data() + text.size() || value == 0 || value > 65535)
-        return core::unexpected_input("bad port in listen address '" + std::string(whole) + "'");
+        return std::nullopt;
     return static_cast<uint16_t>(value);
 }
-
-}  // namespace
 
 core::Result<ListenAddress> parse_listen_address(std::string_view text) {
     ListenAddress address;
@@ -51,8 +47,8 @@ core::Result<ListenAddress> parse_listen_address(std::string_view text) {
         host = rest.substr(0, colon);
         port = rest.substr(colon + 1);
     }
-    auto number = parse_port(port, text);
-    if (!number) return core::unexpected(number.error());
+    auto number = parse_port(port);
+    if (!number) return core::unexpected_input("bad port in listen address '" + address.text + "'");
     address.port = *number;
     address.host = host.empty() || host == "localhost" ? "127.0.0.1" : std::string(host);
     in6_addr v6;

@@ -8,6 +8,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -27,6 +28,9 @@ struct ListenAddress {
 };
 
 core::Result<ListenAddress> parse_listen_address(std::string_view text);
+
+// A TCP port, 1 to 65535, decimal digits only (listen addresses, LMTP destinations).
+std::optional<uint16_t> parse_port(std::string_view text);
 
 struct BoundListener {
     ListenAddress address;

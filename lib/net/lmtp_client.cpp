@@ -19,6 +19,7 @@
 #include <boost/asio/write.hpp>
 #include <fmt/format.h>
 
+#include "net/listen_address.hpp"
 #include "queue/queue_entry.hpp"
 #include "smtp/reply.hpp"
 
@@ -81,13 +82,9 @@ core::Result<LmtpDestination> LmtpDestination::parse(std::string_view transport)
     std::string_view host = rest.substr(0, colon);
     if (host.size() > 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
     destination.host = std::string(host);
-    unsigned port = 0;
-    for (char c : rest.substr(colon + 1)) {
-        if (c < '0' || c > '9' || port > 65535) return core::unexpected_input("local_transport: bad port");
-        port = port * 10 + static_cast<unsigned>(c - '0');
-    }
-    if (port == 0 || port > 65535) return core::unexpected_input("local_transport: bad port");
-    destination.port = static_cast<uint16_t>(port);
+    auto port = parse_port(rest.substr(colon + 1));
+    if (!port) return core::unexpected_input("local_transport: bad port");
+    destination.port = *port;
     return destination;
 }
 
