@@ -107,7 +107,7 @@ core::Result<Network> Network::parse(std::string_view text) {
     if (prefix_text) {
         if (prefix_text->empty()) return bad_network(text, "no prefix length after '/'");
         if (prefix_text->size() > 3 || prefix_text->find_first_not_of("0123456789") != prefix_text->npos)
-            return bad_network(text, "the prefix length is not a number");
+            return bad_network(text, fmt::format("prefix length '{}' is not 1 to 3 decimal digits", shown(*prefix_text)));
         prefix = 0;
         for (char c : *prefix_text) prefix = prefix * 10 + static_cast<unsigned>(c - '0');
         if (prefix > bits)
