@@ -114,9 +114,9 @@ std::string shown(std::string_view text) {
 using Pattern = std::variant<Network, IpAddress, HostPattern, MailPattern>;
 using PatternResult = std::variant<Pattern, std::string>;  // the pattern, or what is wrong
 
-// A host name: labels of letters, digits, '-' and '_' between single dots, optionally
-// after a leading dot. Nothing when it is not one; `numeric` tells whether its last
-// label is all digits (an address, then, not a name).
+// A host name: labels of letters, digits, '-' (not first or last) and '_' between
+// single dots, optionally after a leading dot. Nothing when it is not one; `numeric`
+// tells whether its last label is all digits (an address, then, not a name).
 std::optional<HostPattern> parse_host_pattern(std::string_view text, bool& numeric) {
     HostPattern pattern;
     if (!text.empty() && text.front() == '.') {
@@ -126,19 +126,23 @@ std::optional<HostPattern> parse_host_pattern(std::string_view text, bool& numer
     if (text.empty() || text.size() > 253) return std::nullopt;
     size_t label = 0;
     bool digits_only = true;
+    char previous = '.';
     for (char c : text) {
         if (c == '.') {
-            if (label == 0) return std::nullopt;
+            if (label == 0 || previous == '-') return std::nullopt;
             label = 0;
             digits_only = true;
+            previous = c;
             continue;
         }
+        if (c == '-' && previous == '.') return std::nullopt;
+        previous = c;
         bool digit = c >= '0' && c <= '9';
         bool ok = digit || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '-' || c == '_';
         if (!ok || ++label > 63) return std::nullopt;
         digits_only = digits_only && digit;
     }
-    if (label == 0) return std::nullopt;
+    if (label == 0 || previous == '-') return std::nullopt;
     numeric = digits_only;
     pattern.suffix = lower(text);
     return pattern;
