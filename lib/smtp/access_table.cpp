@@ -66,8 +66,7 @@ std::optional<IpAddress> parse_literal(std::string_view text) {
 struct SplitAddress {
     bool null = false;
     std::string local;
-    std::string domain;
-    bool has_domain = false;
+    std::string domain;  // "" when there is no '@': then only user@ patterns match
 };
 
 SplitAddress split_address(std::string_view address) {
@@ -84,7 +83,6 @@ SplitAddress split_address(std::string_view address) {
     }
     split.local = text.substr(0, at);
     split.domain = text.substr(at + 1);
-    split.has_domain = true;
     return split;
 }
 
@@ -93,9 +91,10 @@ bool mail_matches(const SplitAddress& a, const MailPattern& p) {
     if (a.null) return p.form == F::null_sender;
     switch (p.form) {
     case F::null_sender: return false;
-    case F::address: return a.has_domain && a.local == p.local && a.domain == p.domain;
-    case F::domain: return a.has_domain && a.domain == p.domain;
-    case F::subdomains: return a.has_domain && ends_at_dot(a.domain, p.domain);
+    // A pattern's domain is never empty: an address without one matches none of these.
+    case F::address: return a.local == p.local && a.domain == p.domain;
+    case F::domain: return a.domain == p.domain;
+    case F::subdomains: return ends_at_dot(a.domain, p.domain);
     case F::local_part: return a.local == p.local;
     }
     return false;
@@ -363,13 +362,13 @@ core::Result<AccessTable> AccessTable::load(const std::string& path) {
 
 std::optional<AccessDecision> AccessTable::client(std::string_view address, std::string_view name) const {
     const auto ip = IpAddress::parse(address);
-    // Postfix's unknown client: without a verified name, only addresses are matched.
-    const bool named = !name.empty() && !iequals(name, "unknown");
-    const std::string lower_name = named ? lower(name) : std::string();
+    // Postfix's unknown client: without a verified name ("unknown", or ""), only
+    // addresses match. No name pattern can match either: parse refuses `unknown`.
+    const std::string lower_name = lower(name);
     for (const auto& rule : client_) {
         bool match = false;
         if (const auto* network = std::get_if<Network>(&rule.pattern)) match = ip && network->contains(*ip);
-        if (const auto* host = std::get_if<HostPattern>(&rule.pattern)) match = named && name_matches(lower_name, *host);
+        if (const auto* host = std::get_if<HostPattern>(&rule.pattern)) match = name_matches(lower_name, *host);
         if (match) return rule.decision;
     }
     return std::nullopt;

@@ -174,6 +174,7 @@ TEST_CASE("access: a client without a name (unknown) matches no name pattern", "
     CHECK(t.client("192.0.2.1", "")->text == "by address");
     CHECK(act(t.client("192.0.2.1", "x.unknown")) == "REJECT");
     CHECK_THAT(error_of("client unknown REJECT\n"), Catch::Contains("access:1: client name pattern 'unknown' never matches"));
+    CHECK_THAT(error_of("client UNKNOWN REJECT\n"), Catch::Contains("never matches"));
 }
 
 TEST_CASE("access: helo lines match a name like a client name, or an address literal exactly", "[access]") {
@@ -195,6 +196,10 @@ TEST_CASE("access: helo lines match a name like a client name, or an address lit
     CHECK(t.helo("[ipv6:2001:DB8:0::1]")->text == "v6 literal");
     CHECK(act(t.helo("[IPv6:2001:db8::2]")) == "none");
     CHECK(act(t.helo("")) == "none");
+    auto twice = parse_ok("helo [192.0.2.1] OK first\nhelo mx.example.net DEFER\nhelo example.net REJECT\nhelo [192.0.2.1] REJECT\n");
+    CHECK(twice.helo("[192.0.2.1]")->text == "first");
+    CHECK(act(twice.helo("mx.example.net")) == "DEFER");
+    CHECK(act(twice.helo("a.example.net")) == "REJECT");
     CHECK(act(t.helo(std::string_view("example.net\0", 12))) == "none");
 }
 
