@@ -170,7 +170,7 @@ core::Result<NetworkList> NetworkList::parse(const std::vector<std::string>& ite
     list.networks_.reserve(items.size());
     for (const auto& item : items) {
         auto network = Network::parse(item);
-        if (!network) return core::unexpected_input("mynetworks: " + network.error().message());
+        if (!network) return core::unexpected(network.error());  // it names the item; the caller the key
         list.networks_.push_back(*network);
     }
     return list;

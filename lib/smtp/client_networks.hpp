@@ -68,8 +68,9 @@ private:
 class NetworkList {
 public:
     // mynetworks' items (core::Config::list gives them), in order. An error names the
-    // bad item ("mynetworks item '10.1.2.3/8': ..."). No items: an empty list, which
-    // contains nothing (no client relays without AUTH).
+    // bad item ("network '10.1.2.3/8': host bits ..."), not the key: the caller adds
+    // "mynetworks: ". No items: an empty list, which contains nothing (no client
+    // relays without AUTH).
     static core::Result<NetworkList> parse(const std::vector<std::string>& items);
     bool contains(std::string_view address) const;
     bool contains(const IpAddress& address) const;

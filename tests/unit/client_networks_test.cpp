@@ -175,7 +175,7 @@ TEST_CASE("mynetworks: every item is a network, an error names the bad item", "[
 
     auto bad = NetworkList::parse({"127.0.0.0/8", "10.1.2.3/8", "::1"});
     REQUIRE_FALSE(bad.has_value());
-    CHECK_THAT(bad.error().message(), Catch::StartsWith("mynetworks: network '10.1.2.3/8': host bits"));
+    CHECK_THAT(bad.error().message(), Catch::StartsWith("network '10.1.2.3/8': host bits"));
     auto garbage = NetworkList::parse({"1.2.3"});
     REQUIRE_FALSE(garbage.has_value());
     CHECK_THAT(garbage.error().message(), Catch::Contains("'1.2.3'"));
