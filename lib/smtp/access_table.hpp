@@ -1,5 +1,5 @@
 // AccessTable: smtpd_access_file (SPEC 7, docs/access.md), the administrator's rules
-// for SMTP clients. Reads and matches only: the session answers (REJECT 554 5.7.1,
+// for SMTP clients. Reads and matches only: the caller answers (REJECT 554 5.7.1,
 // DEFER 450 4.7.1, OK for a client skips the relay check) and words a default text.
 //
 //   # comment                         a line whose first non-blank byte is '#'
@@ -19,11 +19,11 @@
 // Names, local parts and domains match without regard to ASCII case.
 //
 // Invariants: one bad line rejects the whole file (a listener never runs on half its
-// rules); every error is one input error `NAME:LINE: what`; a TEXT is 1 to 200
-// printable ASCII octets (it goes into an SMTP reply line as is); for each kind the
+// rules); every error is one input error `NAME:LINE: what`; a TEXT, when given, is 1
+// to 200 printable ASCII octets (it goes into an SMTP reply line as is); for each kind the
 // lines keep file order, and the first that matches decides.
-// Must never: read more than max_file_bytes, accept a NUL, CR or control byte on any
-// line (a CR before the LF excepted), or resolve a name (the caller passes the
+// Must never: read more than max_file_bytes, accept a NUL, CR or control byte other
+// than tab on any line (a CR before the LF excepted), or resolve a name (the caller passes the
 // client's verified name, or "unknown").
 #pragma once
 
