@@ -360,7 +360,7 @@ TEST_CASE("A client refusal is logged at CONNECT", "[smtp_policy]") {
 TEST_CASE("A client refusal is logged in Postfix's layout", "[smtp_policy][!shouldfail]") {
     // Postfix (smtpd_check.c): "<%s>: %s rejected: %s" around the client's
     // name[addr], and log_whatsup ends the reply text with ';' before proto=.
-    // smtp_policy.cpp:70 words it without the brackets, and log_reject (:28-35) adds
+    // smtp_policy.cpp:44 words it without the brackets, and log_reject (:31-35) adds
     // "; " only with from=, so the CONNECT line reads "...Access denied proto=SMTP".
     LogFile log;
     const SmtpPolicy p = policy("client 198.51.100.9 REJECT\n", &log.logger);
@@ -373,7 +373,7 @@ TEST_CASE("A client refusal is logged in Postfix's layout", "[smtp_policy][!shou
 
 TEST_CASE("A HELO refusal is logged with the name refused and no from=", "[smtp_policy][!shouldfail]") {
     // Postfix logs a HELO reject with helo=<the name being refused> and, outside a
-    // transaction, no from=. SmtpPolicy::helo (smtp_policy.cpp:64) logs facts.helo,
+    // transaction, no from=. SmtpPolicy::helo (smtp_policy.cpp:55) logs facts.helo,
     // which the session fills with the previous name (none at the first EHLO), and
     // log_reject adds "from=<>" at every stage but CONNECT.
     LogFile log;
