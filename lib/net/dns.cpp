@@ -256,8 +256,11 @@ core::Result<SystemResolver> SystemResolver::make(const std::vector<std::string>
         if (!address) return core::unexpected(address.error());
         addresses.push_back(*address);
     }
-    if (timing.timeout_seconds < 0 || timing.attempts < 0)
-        return core::unexpected_input("resolver timeout and attempts must not be negative");
+    // glibc's own bounds for resolv.conf's "timeout:" and "attempts:".
+    if (timing.timeout_seconds < 0 || timing.timeout_seconds > RES_MAXRETRANS || timing.attempts < 0 ||
+        timing.attempts > RES_MAXRETRY)
+        return core::unexpected_input(fmt::format("resolver timeout must be 0 to {} seconds and attempts 0 to {}",
+                                                  RES_MAXRETRANS, RES_MAXRETRY));
 
     // On the heap: glibc's res_state holds pointers to memory it owns (the IPv6
     // servers' addresses) and must stay where res_ninit filled it.

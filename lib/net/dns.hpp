@@ -70,7 +70,8 @@ public:
 // `timeout_seconds` (glibc doubles it on each round, divided among the servers) for
 // an answer. 0 keeps what res_ninit found: /etc/resolv.conf's "options timeout:N
 // attempts:N", else glibc's defaults, 5 s and 2 attempts (at most about 15 s per
-// query with one server; addresses() asks two queries).
+// query with one server; addresses() asks two queries). glibc's bounds hold: at most
+// 30 s and 5 attempts.
 struct ResolverTiming {
     int timeout_seconds = 0;
     int attempts = 0;

@@ -380,6 +380,9 @@ TEST_CASE("smtp_dns_servers takes IPv4 ADDR or ADDR:PORT, at most three") {
     auto v6 = SystemResolver::make({"::1"}, quick);
     CHECK(v6.error().message().find("IPv6 server is not supported") != std::string::npos);
     CHECK(!SystemResolver::make({"127.0.0.1"}, ResolverTiming{-1, 1}));
+    CHECK(!SystemResolver::make({"127.0.0.1"}, ResolverTiming{31, 1}));
+    CHECK(!SystemResolver::make({"127.0.0.1"}, ResolverTiming{1, 6}));
+    CHECK(SystemResolver::make({"127.0.0.1"}, ResolverTiming{30, 5}));
 }
 
 TEST_CASE("a reply is read with its answer codes and records") {
