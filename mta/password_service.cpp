@@ -111,7 +111,13 @@ void PasswordService::run_child(Pending& pending) {
     ::sigprocmask(SIG_SETMASK, &none, nullptr);
     ::alarm(static_cast<unsigned>(time_limit_.count() > 0 ? time_limit_.count() : 1));
 
-    core::PasswordCheck check = check_(pending.request.user, pending.request.password);
+    core::PasswordCheck check;
+    try {
+        check = check_(pending.request.user, pending.request.password);
+    } catch (...) {
+        // The top of this process: nothing may unwind into the parent's loop it copied.
+        check = {core::PasswordVerdict::unavailable, "the check failed"};
+    }
     core::wipe(pending.request.password);
     answer(pending.channel, pending.request.id, check.verdict);
     log_verdict(pending.request.user, check.verdict, check.why);

@@ -22,6 +22,7 @@
 #include <catch2/catch.hpp>
 #include <chrono>
 #include <optional>
+#include <stdexcept>
 #include <string>
 #include <thread>
 #include <vector>
@@ -50,6 +51,7 @@ constexpr auto tuple_awaitable = asio::as_tuple(asio::use_awaitable);
 PasswordCheck fake_check(const std::string& user, std::string_view password) {
     if (user.rfind("slow", 0) == 0) std::this_thread::sleep_for(std::stoi(user.substr(4)) * 100ms);
     if (user == "broken") return {PasswordVerdict::unavailable, "back end down"};
+    if (user == "throws") throw std::runtime_error("a PAM module that throws");
     return {password == "right-" + user ? PasswordVerdict::accepted : PasswordVerdict::refused, {}};
 }
 
@@ -250,6 +252,21 @@ TEST_CASE("the password service logs the user escaped, tmp with its reason, and 
     CHECK(text.find("smtpd auth: user=broken verdict=tmp why=back end down") != std::string::npos);
     CHECK(text.find("right-broken") == std::string::npos);
     CHECK(mailroom::test::lines_of(text).size() == 2);
+}
+
+TEST_CASE("a check that throws is answered tmp, and its child never returns into the service", "[password_service]") {
+    std::vector<std::string> lines;
+    Logger log = Logger::capture("smtpd", &lines);
+    Channel channel;
+    PasswordService service(fake_check, 4, log);
+    service.on_request(channel.root.get(), mailroom::smtp::encode_password_request(5, "throws", "pw"));
+    CHECK(next_packet(channel.sessions.get()) == mailroom::smtp::encode_password_answer(5, PasswordVerdict::unavailable));
+    int status = 0;
+    pid_t pid = ::waitpid(-1, &status, 0);
+    CHECK(WIFEXITED(status));
+    CHECK(WEXITSTATUS(status) == 0);
+    CHECK(service.reaped(pid, status));
+    CHECK(lines.empty());  // the child logged into its own copy of the capture
 }
 
 TEST_CASE("a check past its time limit is ended, answered nothing, and logged tmp", "[password_service]") {
