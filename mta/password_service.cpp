@@ -10,8 +10,6 @@
 
 #include <fmt/format.h>
 
-#include "smtp/sasl.hpp"
-
 namespace mailroom::mta {
 
 namespace {
@@ -25,13 +23,15 @@ const char* word_of(core::PasswordVerdict verdict) {
     return "tmp";
 }
 
-// The user name as the log shows it: escaped as every logged input is, and a space
-// as \x20, so that "bob verdict=ok" cannot pass for a field of the line.
+// The user name as the log shows it. The Logger escapes control bytes and
+// backslashes (once, as for every line); a space here becomes %20 and a % %25, so
+// that "bob verdict=ok" cannot pass for a field of the line (a fail2ban pattern
+// reads the first verdict=) and the name can still be read back.
 std::string shown_user(std::string_view user) {
-    std::string escaped = core::escape_line(user, 4 * smtp::max_sasl_user);
     std::string shown;
-    for (char c : escaped) {
-        if (c == ' ') shown += "\\x20";
+    for (char c : user) {
+        if (c == ' ') shown += "%20";
+        else if (c == '%') shown += "%25";
         else shown += c;
     }
     return shown;

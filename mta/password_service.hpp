@@ -16,8 +16,9 @@
 //
 // Log lines, info level, one per check:
 //   smtpd auth: user=NAME verdict=ok|no|tmp [why=PAM's text, for tmp]
-// NAME escaped as core::escape_line does, a space as \x20, so that a user name can
-// neither forge a field nor a line. A malformed request: a warning, no answer.
+// NAME as given, but for a space, written %20, and a %, written %25: the Logger
+// escapes control bytes and backslashes (once, as in every line), so a user name
+// can neither forge a line nor a field. A malformed request: a warning, no answer.
 // Must never: log, keep or answer with a password; every buffer that held one is
 // zeroed (explicit_bzero) when done with, in the parent and in the child. The
 // caller zeroes its own receive buffer after on_request.

@@ -242,16 +242,19 @@ TEST_CASE("the password service logs the user escaped, tmp with its reason, and 
     PasswordService service(fake_check, 4, *log);
     service.on_request(channel.root.get(), mailroom::smtp::encode_password_request(1, "bob verdict=ok\nX", "pw"));
     service.on_request(channel.root.get(), mailroom::smtp::encode_password_request(2, "broken", "right-broken"));
-    for (int i = 0; i < 2; ++i) {
+    service.on_request(channel.root.get(), mailroom::smtp::encode_password_request(3, "50%20\\", "pw"));
+    for (int i = 0; i < 3; ++i) {
         (void)next_packet(channel.sessions.get());
         int status = 0;
         REQUIRE(service.reaped(::waitpid(-1, &status, 0), status));
     }
     std::string text = mailroom::test::slurp(log_path);
-    CHECK(text.find("smtpd auth: user=bob\\\\x20verdict=ok\\\\nX verdict=no") != std::string::npos);
+    // Escaped once: the newline and backslash by the Logger, the space and % here.
+    CHECK(text.find("smtpd auth: user=bob%20verdict=ok\\nX verdict=no") != std::string::npos);
+    CHECK(text.find("smtpd auth: user=50%2520\\\\ verdict=no") != std::string::npos);
     CHECK(text.find("smtpd auth: user=broken verdict=tmp why=back end down") != std::string::npos);
     CHECK(text.find("right-broken") == std::string::npos);
-    CHECK(mailroom::test::lines_of(text).size() == 2);
+    CHECK(mailroom::test::lines_of(text).size() == 3);
 }
 
 TEST_CASE("a check that throws is answered tmp, and its child never returns into the service", "[password_service]") {
