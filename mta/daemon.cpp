@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -24,6 +25,7 @@
 #include "core/unique_fd.hpp"
 #include "delivery/agent_handoff.hpp"
 #include "delivery/delivery_agent.hpp"
+#include "delivery/routing.hpp"
 
 namespace mailroom::mta {
 
@@ -41,6 +43,8 @@ constexpr unsigned worker_max_runs = 100;
 constexpr std::chrono::seconds worker_max_idle{60};
 // After a failed fork of a worker, the next try waits this long.
 constexpr std::chrono::seconds fork_retry{1};
+// ETRN scans of the queue, at most one this often.
+constexpr std::chrono::seconds etrn_interval{10};
 // What a worker answers when it has finished the entry it was handed.
 constexpr std::string_view done_message = "done";
 // The longest packet a worker sends: an agent request with its groups (agent_handoff.hpp).
@@ -68,9 +72,15 @@ public:
         signal_fd_ = signal_fd;
         trigger_fd_ = trigger_fd;
         next_scan_ = Clock::now();
-        while (!stopping_ || !workers_.empty()) {
+        listener_again_at_ = Clock::now();
+        while (!stopping_ || !workers_.empty() || listener_ > 0) {
             if (stopping_ && Clock::now() >= stop_deadline_) {
                 kill_workers();
+                if (listener_ > 0) {
+                    ::kill(listener_, SIGKILL);
+                    ::waitpid(listener_, nullptr, 0);
+                    listener_ = 0;
+                }
                 break;
             }
             dispatch();
@@ -81,8 +91,30 @@ public:
     }
 
 private:
+    // The listener is a child of its own, never a worker: it runs until stopped.
+    void start_listener() {
+        pid_t pid = ::fork();
+        if (pid < 0) {
+            context_.logs.qmgr.warning(fmt::format("cannot fork the SMTP listener: {}", std::strerror(errno)));
+            listener_again_at_ = Clock::now() + fork_retry;
+            return;
+        }
+        if (pid == 0) {
+            ::close(signal_fd_);
+            ::close(trigger_fd_);
+            scan_.release();
+            for (auto& [other, worker] : workers_) worker.channel.reset();
+            agents_.forget();
+            ::sigprocmask(SIG_SETMASK, &old_mask_, nullptr);
+            ::prctl(PR_SET_PDEATHSIG, SIGTERM);
+            ::_exit(settings_.run_listener());
+        }
+        listener_ = pid;
+    }
+
     void dispatch() {
         if (stopping_) return;
+        if (settings_.run_listener && listener_ == 0 && Clock::now() >= listener_again_at_) start_listener();
         retire_idle_workers(Clock::now());
         agents_.retire_idle(Clock::now());
         while (!wanted_.empty() && has_room()) {
@@ -144,7 +176,9 @@ private:
     // Gives entry `id` to an idle worker, forking one when none is idle; false when
     // no worker could take it (the caller keeps the ID). An entry already in a
     // worker's hands is not given twice.
-    bool hand_out(const std::string& id) {
+    // An ID with a leading '!' (from ETRN) is run "due or not", as mta -q runs entries.
+    bool hand_out(const std::string& wanted) {
+        const std::string id = wanted.starts_with('!') ? wanted.substr(1) : wanted;
         if (in_flight_.count(id)) return true;
         while (true) {
             pid_t pid = 0;
@@ -161,8 +195,8 @@ private:
                 return false;
             }
             Worker& worker = workers_.at(pid);
-            if (::send(worker.channel.get(), id.data(), id.size(), MSG_DONTWAIT | MSG_NOSIGNAL) ==
-                static_cast<ssize_t>(id.size())) {
+            if (::send(worker.channel.get(), wanted.data(), wanted.size(), MSG_DONTWAIT | MSG_NOSIGNAL) ==
+                static_cast<ssize_t>(wanted.size())) {
                 worker.entry = id;
                 in_flight_.insert(id);
                 return true;
@@ -223,8 +257,10 @@ private:
             if (n < 0 && errno == EINTR) continue;
             if (n <= 0) ::_exit(0);
             std::string_view entry(id, static_cast<size_t>(n));
+            const bool force = entry.starts_with('!');
+            if (force) entry.remove_prefix(1);
             if (!mail::is_valid_queue_id(entry)) ::_exit(EX_TEMPFAIL);  // not the daemon's: out of step
-            mail::run_entry_and_notices(context_, entry, false);
+            mail::run_entry_and_notices(context_, entry, force);
             if (agents.broken()) ::_exit(EX_TEMPFAIL);
             if (::send(channel, done_message.data(), done_message.size(), MSG_NOSIGNAL) < 0) ::_exit(0);
         }
@@ -290,6 +326,11 @@ private:
             int idle_ms = static_cast<int>(std::clamp<long long>(wait, 0, 60'000));
             timeout_ms = timeout_ms < 0 ? idle_ms : std::min(timeout_ms, idle_ms);
         }
+        if (!stopping_ && settings_.run_listener && listener_ == 0) {
+            auto wait = std::chrono::ceil<std::chrono::milliseconds>(listener_again_at_ - now).count();
+            int retry_ms = static_cast<int>(std::clamp<long long>(wait, 0, 60'000));
+            timeout_ms = timeout_ms < 0 ? retry_ms : std::min(timeout_ms, retry_ms);
+        }
         if (!stopping_ && (scan_ || !wanted_.empty()) && fork_again_at_ > now) {
             // Work waits for a fork to be tried again.
             auto wait = std::chrono::ceil<std::chrono::milliseconds>(fork_again_at_ - now).count();
@@ -325,8 +366,10 @@ private:
                 stop_deadline_ = Clock::now() + settings_.shutdown_grace;
                 context_.logs.qmgr.info(fmt::format("stopping: waiting for {} deliveries", busy_workers()));
                 retire_idle_workers(Clock::now());
+                if (listener_ > 0) ::kill(listener_, SIGTERM);
             } else if (info.ssi_signo == SIGHUP) {
                 next_scan_ = Clock::now();  // like `mailctl flush`
+                if (listener_ > 0) ::kill(listener_, SIGHUP);  // it rereads the access rules
             }
         }
         reap();
@@ -336,6 +379,14 @@ private:
         int status = 0;
         pid_t pid;
         while ((pid = ::waitpid(-1, &status, WNOHANG)) > 0) {
+            if (pid == listener_) {
+                listener_ = 0;
+                if (!stopping_) {
+                    context_.logs.qmgr.warning(fmt::format("the SMTP listener ended (status {}); starting it again", status));
+                    listener_again_at_ = Clock::now() + fork_retry;
+                }
+                continue;
+            }
             auto it = workers_.find(pid);
             if (it == workers_.end()) {
                 agents_.reaped(pid);  // a delivery agent (or nothing of ours)
@@ -362,6 +413,8 @@ private:
             std::string id = partial_.substr(start, nl - start);
             if (id.empty() || id == "flush") {
                 next_scan_ = Clock::now();
+            } else if (id.starts_with("etrn ")) {
+                etrn(id.substr(5));
             } else if (mail::is_valid_queue_id(id)) {
                 if (wanted_.size() < wakeup_backlog) wanted_.push_back(id);
                 else next_scan_ = Clock::now();
@@ -369,6 +422,34 @@ private:
         }
         partial_.erase(0, start);
         if (partial_.size() > 256) partial_.clear();  // not ours: garbage in the FIFO
+    }
+
+    // ETRN DOMAIN (from the SMTP listener): every entry with a recipient at DOMAIN is
+    // run now, due or not. It reads each entry of queue/, so at most one such scan
+    // runs every etrn_interval, whoever asks: a client repeating ETRN cannot keep the
+    // daemon reading the queue.
+    void etrn(const std::string& domain) {
+        if (Clock::now() < etrn_again_at_) {
+            context_.logs.qmgr.info("ETRN " + domain + ": too soon after the last one, ignored");
+            return;
+        }
+        etrn_again_at_ = Clock::now() + etrn_interval;
+        auto dir = context_.spool.open_scan(mail::QueueFolder::queue);
+        if (!dir) return;
+        size_t found = 0;
+        while (struct dirent* entry = ::readdir(dir->get())) {
+            if (!mail::is_valid_queue_id(entry->d_name)) continue;
+            auto snapshot = mail::read_entry(context_.spool, mail::QueueFolder::queue, entry->d_name);
+            if (!snapshot) continue;
+            for (const auto& recipient : snapshot->envelope.recipients) {
+                size_t at = recipient.rfind('@');
+                if (at == std::string::npos || mail::lowercase_ascii(recipient.substr(at + 1)) != domain) continue;
+                if (wanted_.size() < wakeup_backlog) wanted_.push_back("!" + std::string(entry->d_name));
+                ++found;
+                break;
+            }
+        }
+        context_.logs.qmgr.info(fmt::format("ETRN {}: {} messages to run", domain, found));
     }
 
     void kill_workers() {
@@ -397,6 +478,9 @@ private:
     mail::AgentRegistry agents_;
     std::unique_ptr<char[]> packet_;  // a worker's packet, allocated at the first
     Clock::time_point fork_again_at_;
+    pid_t listener_ = 0;  // the SMTP listener's root side
+    Clock::time_point etrn_again_at_;
+    Clock::time_point listener_again_at_;
     bool stopping_ = false;
     Clock::time_point stop_deadline_;
 };

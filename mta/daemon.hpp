@@ -21,6 +21,7 @@
 #pragma once
 
 #include <chrono>
+#include <functional>
 
 #include "queue/queue_runner.hpp"
 
@@ -30,6 +31,10 @@ struct DaemonSettings {
     std::chrono::seconds queue_run_delay{300};
     unsigned workers = 8;
     std::chrono::seconds shutdown_grace{10};
+    // The SMTP listener (mta/smtpd.hpp), run in a child the daemon forks, started
+    // again a second after it dies, sent SIGTERM when the daemon stops and SIGHUP
+    // when it gets one; its exit code. None: no listener.
+    std::function<int()> run_listener;
 };
 
 // Runs until SIGTERM or SIGINT; returns the exit code.

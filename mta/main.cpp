@@ -3,7 +3,7 @@
 // SYNOPSIS
 //   mta [-C FILE] -q [-I ID...]     try every queued message once (or just these), then exit
 //   mta [-C FILE] -d                daemon: start new submissions at once, scan every queue_run_delay
-//   mta [-C FILE] -bs               one SMTP session on stdin/stdout (not yet: exit 69)
+//   mta [-C FILE] -bs               one SMTP session on stdin/stdout (docs/smtpd.md)
 //   mta [-C FILE] -n | -N           print the keys that differ from the defaults / every key
 //
 // Local recipients go to their mailboxes as their users; a recipient that cannot
@@ -40,6 +40,7 @@
 #include "core/unique_fd.hpp"
 #include "core/users.hpp"
 #include "daemon.hpp"
+#include "smtpd.hpp"
 #include "queue/queue_runner.hpp"
 #include "net/transports.hpp"
 
@@ -121,13 +122,16 @@ int run(const Options& options) {
         std::fputs(config->dump(options.mode == Mode::print_all).c_str(), stdout);
         return EX_OK;
     }
-    if (options.mode == Mode::smtp_session) return fail(EX_UNAVAILABLE, "-bs is not supported yet (no SMTP engine)");
-
     auto spool = mail::Spool::open(config->str("spool_dir"));
     if (!spool) {
         // EPERM: a folder arranged by someone else (a symbolic link, another owner).
         int code = spool.error().errno_value() == EPERM ? EX_NOPERM : EX_TEMPFAIL;
         return fail(code, "cannot open the spool (" + spool.error().message() + ")");
+    }
+    if (options.mode == Mode::smtp_session) {
+        auto log = core::Logger::open("smtpd", config->str("log"));
+        if (!log) return fail(EX_CONFIG, "log: " + log.error().message());
+        return mailroom::mta::run_smtp_stdio(*config, *spool, *log);
     }
     auto context = mail::RunnerContext::from_config(*config, *spool);
     if (auto attached = mailroom::net::attach_transports(context, *config); !attached)
@@ -145,6 +149,18 @@ int run(const Options& options) {
         mailroom::mta::DaemonSettings daemon;
         daemon.queue_run_delay = config->duration("queue_run_delay");
         daemon.workers = static_cast<unsigned>(config->number("delivery_workers"));
+        // Listeners are bound here, as root and before anything runs, so that a port
+        // in use or a bad key stops the start with its exit code.
+        auto prepared = mailroom::mta::prepare_smtpd(*config, *spool);
+        if (auto* error = std::get_if<mailroom::mta::SmtpdError>(&prepared)) return fail(error->exit_code, error->text);
+        auto& smtpd = std::get<mailroom::mta::SmtpdSetup>(prepared);
+        std::optional<core::Logger> smtpd_log;
+        if (!smtpd.empty()) {
+            auto opened = core::Logger::open("smtpd", config->str("log"));
+            if (!opened) return fail(EX_CONFIG, "log: " + opened.error().message());
+            smtpd_log.emplace(std::move(*opened));
+            daemon.run_listener = [&] { return mailroom::mta::run_smtpd(*config, smtpd, *smtpd_log); };
+        }
         return mailroom::mta::run_queue_daemon(context, daemon);
     }
     if (!options.ids.empty()) {

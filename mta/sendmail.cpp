@@ -73,9 +73,9 @@ int hand_over(const mail::SendmailOptions& options, const core::ConfigSource& so
     switch (options.mode) {
     case mail::SendmailMode::list_queue: return exec_sibling("mailq", with_config({}, source));
     case mail::SendmailMode::rebuild_aliases: return exec_sibling("newaliases", with_config({}, source));
-    case mail::SendmailMode::smtp_session:
-        // Until the SMTP engine exists (mta -bs would say the same, under its own name).
-        return fail(EX_UNAVAILABLE, "-bs is not supported yet (no SMTP engine)");
+    // mta -bs writes the queue as this process may: set-uid to the spool owner, the
+    // exec keeps that effective uid, and the submitter is still the real one.
+    case mail::SendmailMode::smtp_session: return exec_sibling("mta", with_config({"-bs"}, source));
     case mail::SendmailMode::daemon: return exec_sibling("mta", with_config({"-d"}, source));
     case mail::SendmailMode::run_queue:
         return exec_sibling("mta", with_config({options.queue_interval ? "-d" : "-q"}, source));

@@ -12,6 +12,7 @@ packages=(
   # tests: fake users and privilege changes, independent readers, peers
   libnss-wrapper libuid-wrapper libpam-wrapper
   python3 mutt swaks procmail  # procmail: formail, an mbox reader that trusts Content-Length
+  libnet-ssleay-perl libauthen-sasl-perl openssl  # swaks --tls and --auth
   dovecot-core dovecot-lmtpd postfix
   # fuzzing and benchmarks
   clang libclang-rt-14-dev time procps pflogsumm

@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <string.h>
 #include <unistd.h>
 
 #include <boost/asio/as_tuple.hpp>
@@ -12,10 +13,13 @@
 #include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/generic/stream_protocol.hpp>
 #include <boost/asio/posix/stream_descriptor.hpp>
+#include <boost/asio/ssl/stream.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 #include <fmt/format.h>
+
+#include "net/tls_server.hpp"
 
 namespace mailroom::net {
 
@@ -57,8 +61,9 @@ std::string peer_text(const smtp::ClientInfo& client) {
 }  // namespace
 
 struct SessionServer::Acceptor {
-    Acceptor(asio::io_context& io, BoundListener bound, int family)
-        : address(std::move(bound.address)), socket(io, Protocol(family, SOCK_STREAM), bound.socket.release()) {}
+    Acceptor(asio::io_context& io, BoundListener bound, int family, ListenerRole role)
+        : role(role), address(std::move(bound.address)), socket(io, Protocol(family, SOCK_STREAM), bound.socket.release()) {}
+    ListenerRole role;
     ListenAddress address;
     asio::basic_socket_acceptor<Protocol> socket;
 };
@@ -70,19 +75,46 @@ struct SessionServer::Live {
     const smtp::Session* session = nullptr;
 };
 
+// One connection's dialogue, whichever stream it is on at the moment (STARTTLS
+// moves it from the socket to the TLS stream over it).
+struct SessionServer::Conversation {
+    smtp::ClientInfo client;
+    std::shared_ptr<Live> live;
+    smtp::SessionSettings settings;
+    std::unique_ptr<CommittingDoor> door;
+    std::unique_ptr<smtp::Session> session;
+    std::string replies;
+    std::string pending;
+    std::vector<char> tls_buffer;  // a TLS session reads into its own (the shared one needs a readiness wait)
+};
+
+asio::awaitable<smtp::AuthVerdict> SessionHandler::check_password(const smtp::ClientInfo&, const std::string&,
+                                                                 std::string& password) {
+    ::explicit_bzero(password.data(), password.size());
+    co_return smtp::AuthVerdict::unavailable;
+}
+
 SessionServer::SessionServer(asio::io_context& io, ServerSettings settings, SessionHandler& handler,
                              const core::Logger& log, const core::Clock& clock)
     : io_(io), settings_(std::move(settings)), handler_(handler), log_(log), clock_(clock), read_buffer_(read_size) {}
 
 SessionServer::~SessionServer() = default;
 
-void SessionServer::listen(BoundListener listener) {
+void SessionServer::listen(BoundListener listener, ListenerRole role) {
     sockaddr_storage local{};
     socklen_t length = sizeof local;
     ::getsockname(listener.socket.get(), reinterpret_cast<sockaddr*>(&local), &length);
-    auto acceptor = std::make_shared<Acceptor>(io_, std::move(listener), local.ss_family);
+    auto acceptor = std::make_shared<Acceptor>(io_, std::move(listener), local.ss_family, role);
     acceptors_.push_back(acceptor);
     asio::co_spawn(io_, accept_loop(acceptor), asio::detached);
+}
+
+smtp::SessionSettings SessionServer::settings_for(ListenerRole role) const {
+    smtp::SessionSettings session = settings_.session;
+    session.auth_required = session.auth_required || role.submission;
+    // STARTTLS is offered where TLS is not on from the start.
+    session.tls_offered = settings_.tls != nullptr && !role.implicit_tls;
+    return session;
 }
 
 asio::awaitable<void> SessionServer::accept_loop(std::shared_ptr<Acceptor> acceptor) {
@@ -105,7 +137,8 @@ asio::awaitable<void> SessionServer::accept_loop(std::shared_ptr<Acceptor> accep
         }
         auto live = std::make_shared<Live>(io_);
         live_.push_back(live);
-        asio::co_spawn(io_, run_socket(std::make_shared<Protocol::socket>(std::move(socket)), client, live),
+        asio::co_spawn(io_,
+                       run_socket(std::make_shared<Protocol::socket>(std::move(socket)), client, live, acceptor->role),
                        asio::detached);
     }
 }
@@ -119,17 +152,181 @@ void SessionServer::serve_stdio() {
     asio::co_spawn(io_, run_stdio(in, out, client, live), asio::detached);
 }
 
+void SessionServer::begin(Conversation& talk) {
+    log_.info("connect from " + peer_text(talk.client));
+    talk.door = handler_.open_door(talk.client);
+    talk.session = std::make_unique<smtp::Session>(talk.settings, talk.client, *talk.door, clock_);
+    talk.live->session = talk.session.get();
+}
+
+void SessionServer::end(Conversation& talk) {
+    talk.door->abort();
+    talk.live->session = nullptr;
+    live_.remove(talk.live);
+    log_.info("disconnect from " + peer_text(talk.client));
+    drained_if_done();
+}
+
 // The coroutines own what their session uses: their parameters live in their frames.
 asio::awaitable<void> SessionServer::run_socket(std::shared_ptr<Protocol::socket> socket, smtp::ClientInfo client,
-                                                std::shared_ptr<Live> live) {
-    co_await run(*socket, *socket, std::move(client), std::move(live));
+                                                std::shared_ptr<Live> live, ListenerRole role) {
+    Conversation talk{std::move(client), std::move(live), settings_for(role), nullptr, nullptr, {}, {}, {}};
+    begin(talk);
+    if (role.implicit_tls && settings_.tls) {
+        asio::ssl::stream<Protocol::socket&> tls(*socket, *settings_.tls);
+        if (co_await handshake(tls, talk)) {
+            talk.replies = talk.session->greeting();
+            if (co_await flush(tls, talk) && !talk.session->closed()) co_await converse(tls, tls, talk);
+        }
+    } else {
+        talk.replies = talk.session->greeting();
+        Ending ending = Ending::closed;
+        if (co_await flush(*socket, talk) && !talk.session->closed()) ending = co_await converse(*socket, *socket, talk);
+        if (ending == Ending::starttls && settings_.tls) {
+            asio::ssl::stream<Protocol::socket&> tls(*socket, *settings_.tls);
+            if (co_await handshake(tls, talk)) co_await converse(tls, tls, talk);
+        }
+    }
+    end(talk);
 }
 
 asio::awaitable<void> SessionServer::run_stdio(std::shared_ptr<asio::posix::stream_descriptor> in,
                                                std::shared_ptr<asio::posix::stream_descriptor> out,
                                                smtp::ClientInfo client, std::shared_ptr<Live> live) {
-    co_await run(*in, *out, std::move(client), std::move(live));
+    smtp::SessionSettings session = settings_.session;
+    session.tls_offered = false;
+    Conversation talk{std::move(client), std::move(live), std::move(session), nullptr, nullptr, {}, {}, {}};
+    begin(talk);
+    talk.replies = talk.session->greeting();
+    if (co_await flush(*out, talk) && !talk.session->closed()) co_await converse(*in, *out, talk);
+    end(talk);
     stop();
+}
+
+template <class Stream>
+asio::awaitable<bool> SessionServer::handshake(Stream& tls, Conversation& talk) {
+    talk.live->timer.expires_after(settings_.timeout);
+    auto done = co_await (tls.async_handshake(asio::ssl::stream_base::server, tuple_awaitable) ||
+                          talk.live->timer.async_wait(tuple_awaitable));
+    if (done.index() == 1) {
+        log_.info("timeout during TLS handshake from " + peer_text(talk.client));
+        co_return false;
+    }
+    if (auto ec = std::get<0>(std::get<0>(done))) {
+        log_.info(fmt::format("SSL_accept error from {}: {}", peer_text(talk.client), ec.message()));
+        co_return false;
+    }
+    auto facts = tls_facts_of(tls.native_handle());
+    log_.info(fmt::format("Anonymous TLS connection established from {}: {} with cipher {} ({}/{} bits)",
+                          peer_text(talk.client), facts.protocol, facts.cipher, facts.bits, facts.bits));
+    talk.session->tls_started(std::move(facts));
+    talk.tls_buffer.resize(16 * 1024);
+    co_return true;
+}
+
+// Writes what the session said; false when the client is gone or too slow.
+template <class Out>
+asio::awaitable<bool> SessionServer::flush(Out& out, Conversation& talk) {
+    if (talk.replies.empty()) co_return true;
+    talk.live->timer.expires_after(settings_.timeout);
+    auto done = co_await (asio::async_write(out, asio::buffer(talk.replies), tuple_awaitable) ||
+                          talk.live->timer.async_wait(tuple_awaitable));
+    if (talk.replies.capacity() > 4096) std::string().swap(talk.replies);
+    talk.replies.clear();
+    co_return done.index() == 0 && !std::get<0>(std::get<0>(done));
+}
+
+template <class In, class Out>
+asio::awaitable<SessionServer::Ending> SessionServer::converse(In& in, Out& out, Conversation& talk) {
+    constexpr bool is_tls = !std::is_same_v<In, asio::posix::stream_descriptor> && !std::is_same_v<In, Protocol::socket>;
+    smtp::Session& session = *talk.session;
+    std::string& pending = talk.pending;
+    Live& live = *talk.live;
+    for (;;) {
+        if (stopping_ && session.idle() && pending.empty()) {
+            session.shutting_down(talk.replies);
+            co_await flush(out, talk);
+            co_return Ending::closed;
+        }
+        live.timer.expires_after(settings_.timeout);
+        boost::system::error_code ec;
+        size_t n = 0;
+        bool timed_out = false;
+        if constexpr (is_tls) {
+            // OpenSSL may hold decrypted bytes the socket no longer shows: read
+            // through the stream, into the session's own buffer.
+            auto got = co_await (in.async_read_some(asio::buffer(talk.tls_buffer), tuple_awaitable) ||
+                                 live.timer.async_wait(tuple_awaitable));
+            timed_out = got.index() == 1;
+            if (!timed_out) std::tie(ec, n) = std::get<0>(got);
+            if (!ec && n > 0) pending.append(talk.tls_buffer.data(), n);
+        } else {
+            // Wait for bytes without a buffer of its own, then read them into the
+            // server's one: an idle session holds no read buffer (1000 of them would
+            // hold 64 MB).
+            auto got = co_await (in.async_wait(In::wait_read, tuple_awaitable) || live.timer.async_wait(tuple_awaitable));
+            timed_out = got.index() == 1;
+            if (!timed_out) {
+                ec = std::get<0>(std::get<0>(got));
+                n = ec ? 0 : in.read_some(asio::buffer(read_buffer_), ec);
+                if (ec == asio::error::would_block || ec == asio::error::try_again) continue;
+                if (!ec && n > 0) pending.append(read_buffer_.data(), n);
+            }
+        }
+        if (timed_out) {
+            // The timer: the idle timeout, or stop() ending an idle session.
+            if (stopping_ && session.idle()) {
+                session.shutting_down(talk.replies);
+            } else {
+                session.timed_out(talk.replies);
+                log_.info("timeout after " + std::string(session.idle() ? "END-OF-MESSAGE" : "DATA") + " from " +
+                          peer_text(talk.client));
+            }
+            co_await flush(out, talk);
+            co_return Ending::closed;
+        }
+        if (ec || n == 0) co_return Ending::closed;  // EOF or reset: the client is gone
+        std::string_view view(pending);
+        bool close = false;
+        bool starttls = false;
+        for (;;) {
+            auto progress = session.feed(view, talk.replies);
+            view.remove_prefix(progress.consumed);
+            if (progress.next == smtp::Session::Next::close) {
+                close = true;
+                break;
+            }
+            if (progress.next == smtp::Session::Next::read) break;
+            if (progress.next == smtp::Session::Next::starttls) {
+                // The session refused STARTTLS when more followed it; anything
+                // here now is not the client's to say in the clear.
+                starttls = view.empty();
+                close = !starttls;
+                break;
+            }
+            if (progress.next == smtp::Session::Next::authenticate) {
+                auto [user, password] = session.take_credentials();
+                auto verdict = co_await handler_.check_password(talk.client, user, password);
+                ::explicit_bzero(password.data(), password.size());
+                if (verdict == smtp::AuthVerdict::refused) {
+                    log_.warning(fmt::format("{}: SASL authentication failed", peer_text(talk.client)));
+                    asio::steady_timer slow(io_, settings_.auth_failure_delay * (session.auth_failures() + 1));
+                    co_await slow.async_wait(tuple_awaitable);
+                }
+                session.authenticated(verdict, talk.replies, user);
+                continue;
+            }
+            // The data has ended: replies so far go out first, then the commit.
+            auto outcomes = co_await talk.door->commit(session.transaction());
+            session.committed(outcomes, talk.replies);
+        }
+        pending.erase(0, pending.size() - view.size());
+        // What a burst made room for is given back: idle sessions stay small.
+        if (pending.empty()) std::string().swap(pending);
+        bool open = co_await flush(out, talk) && !close;
+        if (!open) co_return Ending::closed;
+        if (starttls) co_return Ending::starttls;
+    }
 }
 
 void SessionServer::stop() {
@@ -153,81 +350,6 @@ void SessionServer::drained_if_done() {
     auto drained = std::move(drained_);
     drained_ = nullptr;
     drained();
-}
-
-template <class In, class Out>
-asio::awaitable<void> SessionServer::run(In& in, Out& out, smtp::ClientInfo client, std::shared_ptr<Live> live) {
-    log_.info("connect from " + peer_text(client));
-    auto door = handler_.open_door(client);
-    smtp::Session session(settings_.session, client, *door, clock_);
-    live->session = &session;
-    std::string replies = session.greeting();
-    std::string pending;
-
-    // Writes what the session said; false when the client is gone or too slow.
-    auto flush = [&]() -> asio::awaitable<bool> {
-        if (replies.empty()) co_return true;
-        live->timer.expires_after(settings_.timeout);
-        auto done = co_await (asio::async_write(out, asio::buffer(replies), tuple_awaitable) ||
-                              live->timer.async_wait(tuple_awaitable));
-        if (replies.capacity() > 4096) std::string().swap(replies);
-        replies.clear();
-        co_return done.index() == 0 && !std::get<0>(std::get<0>(done));
-    };
-
-    bool open = co_await flush();
-    while (open) {
-        if (stopping_ && session.idle() && pending.empty()) {
-            session.shutting_down(replies);
-            co_await flush();
-            break;
-        }
-        live->timer.expires_after(settings_.timeout);
-        // Wait for bytes without a buffer of its own, then read them into the
-        // server's one: an idle session holds no read buffer (1000 of them would
-        // hold 64 MB).
-        auto got = co_await (in.async_wait(In::wait_read, tuple_awaitable) || live->timer.async_wait(tuple_awaitable));
-        if (got.index() == 1) {
-            // The timer: the idle timeout, or stop() ending an idle session.
-            if (stopping_ && session.idle()) {
-                session.shutting_down(replies);
-            } else {
-                session.timed_out(replies);
-                log_.info("timeout after " + std::string(session.idle() ? "END-OF-MESSAGE" : "DATA") + " from " +
-                          peer_text(client));
-            }
-            co_await flush();
-            break;
-        }
-        boost::system::error_code ec = std::get<0>(std::get<0>(got));
-        size_t n = ec ? 0 : in.read_some(asio::buffer(read_buffer_), ec);
-        if (ec == asio::error::would_block || ec == asio::error::try_again) continue;
-        if (ec || n == 0) break;  // EOF or reset: the client is gone
-        pending.append(read_buffer_.data(), n);
-        std::string_view view(pending);
-        bool close = false;
-        for (;;) {
-            auto progress = session.feed(view, replies);
-            view.remove_prefix(progress.consumed);
-            if (progress.next == smtp::Session::Next::close) {
-                close = true;
-                break;
-            }
-            if (progress.next == smtp::Session::Next::read) break;
-            // The data has ended: replies so far go out first, then the commit.
-            auto outcomes = co_await door->commit(session.transaction());
-            session.committed(outcomes, replies);
-        }
-        pending.erase(0, pending.size() - view.size());
-        // What a burst made room for is given back: idle sessions stay small.
-        if (pending.empty()) std::string().swap(pending);
-        open = co_await flush() && !close;
-    }
-    door->abort();
-    live->session = nullptr;
-    live_.remove(live);
-    log_.info("disconnect from " + peer_text(client));
-    drained_if_done();
 }
 
 }  // namespace mailroom::net

@@ -26,6 +26,7 @@
 #include <boost/asio/generic/stream_protocol.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/posix/stream_descriptor.hpp>
+#include <boost/asio/ssl/context.hpp>
 
 #include "core/clock.hpp"
 #include "core/log.hpp"
@@ -45,12 +46,27 @@ class SessionHandler {
 public:
     virtual ~SessionHandler() = default;
     virtual std::unique_ptr<CommittingDoor> open_door(const smtp::ClientInfo& client) = 0;
+    // AUTH: is this the user's password? Only asked when the session settings offer
+    // AUTH. The password is the handler's to wipe.
+    virtual boost::asio::awaitable<smtp::AuthVerdict> check_password(const smtp::ClientInfo& client, const std::string& user,
+                                                                     std::string& password);
 };
 
 struct ServerSettings {
     smtp::SessionSettings session;
     std::chrono::seconds timeout{300};  // smtpd_timeout
     size_t max_sessions = 1000;
+    // STARTTLS and implicit-TLS listeners; none: neither is possible.
+    std::shared_ptr<boost::asio::ssl::context> tls;
+    // A failed AUTH is answered this long times the session's failures later, so a
+    // guesser gets a few tries a minute; other sessions are not held up.
+    std::chrono::milliseconds auth_failure_delay{1000};
+};
+
+// What kind of port a listener is: the same dialogue with its own settings.
+struct ListenerRole {
+    bool implicit_tls = false;  // smtps: the handshake comes before the greeting
+    bool submission = false;    // AUTH required before MAIL
 };
 
 class SessionServer {
@@ -60,10 +76,14 @@ public:
     ~SessionServer();
 
     // Accepts connections on `listener` until stop().
-    void listen(BoundListener listener);
+    void listen(BoundListener listener, ListenerRole role = {});
     // One session on descriptors 0 and 1 (inetd style); the server stops after it.
     void serve_stdio();
     void stop();
+    // New sessions get these access rules (SIGHUP); running ones keep theirs.
+    void replace_gatekeeper(std::shared_ptr<const smtp::Gatekeeper> gatekeeper) {
+        settings_.session.gatekeeper = std::move(gatekeeper);
+    }
     // Called once, when the server has stopped and its last session has ended.
     void on_drained(std::function<void()> drained) { drained_ = std::move(drained); }
     size_t sessions() const { return live_.size(); }
@@ -75,14 +95,23 @@ public:
 private:
     struct Live;
     struct Acceptor;
+    struct Conversation;
+    enum class Ending { closed, starttls };
     boost::asio::awaitable<void> accept_loop(std::shared_ptr<Acceptor> acceptor);
     boost::asio::awaitable<void> run_socket(std::shared_ptr<boost::asio::generic::stream_protocol::socket> socket,
-                                            smtp::ClientInfo client, std::shared_ptr<Live> live);
+                                            smtp::ClientInfo client, std::shared_ptr<Live> live, ListenerRole role);
     boost::asio::awaitable<void> run_stdio(std::shared_ptr<boost::asio::posix::stream_descriptor> in,
                                            std::shared_ptr<boost::asio::posix::stream_descriptor> out,
                                            smtp::ClientInfo client, std::shared_ptr<Live> live);
     template <class In, class Out>
-    boost::asio::awaitable<void> run(In& in, Out& out, smtp::ClientInfo client, std::shared_ptr<Live> live);
+    boost::asio::awaitable<Ending> converse(In& in, Out& out, Conversation& talk);
+    template <class Stream>
+    boost::asio::awaitable<bool> handshake(Stream& tls, Conversation& talk);
+    template <class Out>
+    boost::asio::awaitable<bool> flush(Out& out, Conversation& talk);
+    smtp::SessionSettings settings_for(ListenerRole role) const;
+    void begin(Conversation& talk);
+    void end(Conversation& talk);
 
     boost::asio::io_context& io_;
     ServerSettings settings_;

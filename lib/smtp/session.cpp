@@ -4,6 +4,7 @@
 
 #include "mail/mail_date.hpp"
 #include "smtp/reply.hpp"
+#include "smtp/sasl.hpp"
 
 namespace mailroom::smtp {
 
@@ -61,6 +62,9 @@ const Session::Rule* Session::rule_for(Verb verb) {
              append_reply(o, 252, "2.5.0", "Cannot VRFY user, but will accept message and attempt delivery");
          }},
         {Verb::help, nullptr, [](Session& s, const CommandLine&, std::string& o) { s.do_help(o); }},
+        {Verb::starttls, nullptr, [](Session& s, const CommandLine& c, std::string& o) { s.do_starttls(c.argument, o); }},
+        {Verb::auth, nullptr, [](Session& s, const CommandLine& c, std::string& o) { s.do_auth(c.argument, o); }},
+        {Verb::etrn, nullptr, [](Session& s, const CommandLine& c, std::string& o) { s.do_etrn(c.argument, o); }},
     };
     for (const auto& rule : rules) {
         if (rule.verb == verb) return &rule;
@@ -71,8 +75,19 @@ const Session::Rule* Session::rule_for(Verb verb) {
 Session::Session(SessionSettings settings, ClientInfo client, Door& door, const core::Clock& clock)
     : settings_(std::move(settings)), client_(std::move(client)), door_(door), clock_(clock) {}
 
-std::string Session::greeting() const {
+std::string Session::greeting() {
     std::string out;
+    if (settings_.gatekeeper) {
+        auto verdict = settings_.gatekeeper->connect(client_);
+        if (verdict.refusal) {
+            // RFC 5321 3.1 allows a 554 greeting; the client is not worth the wait
+            // for its QUIT.
+            append_reply(out, verdict.refusal->reply_code, verdict.refusal->status.code(), verdict.refusal->status.text());
+            state_ = State::closed;
+            return out;
+        }
+        relay_client_ = verdict.relay;
+    }
     append_reply(out, 220, "",
                  fmt::format("{} {} mailroom", settings_.hostname,
                              settings_.dialect == Dialect::lmtp ? "LMTP" : "ESMTP"));
@@ -93,6 +108,8 @@ Session::Progress Session::feed(std::string_view input, std::string& out) {
         switch (state_) {
             case State::committing: return {consumed, Next::commit};
             case State::closed: return {consumed, Next::close};
+            case State::starting_tls: return {consumed, Next::starttls};
+            case State::authenticating: return {consumed, Next::authenticate};
             default: break;
         }
         if (consumed == input.size()) return {consumed, Next::read};
@@ -136,11 +153,18 @@ size_t Session::feed_command(std::string_view input, std::string& out) {
         }
         if (discarding_) {
             discarding_ = false;
-            refuse(out, 500, "5.5.2", "Error: line too long");
+            // An overlong SASL response ends the exchange (RFC 4954 4: 500 5.5.6).
+            if (in_sasl()) {
+                state_ = State::greeted;
+                refuse(out, 500, "5.5.6", "Error: authentication exchange line too long");
+            } else {
+                refuse(out, 500, "5.5.2", "Error: line too long");
+            }
         } else {
             if (crlf) line_.pop_back();
             std::string line = std::move(line_);
             line_.clear();
+            more_input_ = pos < input.size();
             dispatch(line, out);
         }
         return pos;
@@ -149,6 +173,7 @@ size_t Session::feed_command(std::string_view input, std::string& out) {
 }
 
 void Session::dispatch(std::string_view line, std::string& out) {
+    if (in_sasl()) return sasl_response(line, out);
     auto parsed = parse_command_line(line);
     if (auto* refusal = std::get_if<Refusal>(&parsed)) return refuse(out, *refusal);
     const auto& command = std::get<CommandLine>(parsed);
@@ -227,6 +252,9 @@ void Session::do_hello(Verb verb, const std::string& argument, std::string& out)
     }
     if (argument.empty()) return refuse(out, 501, "5.5.4", fmt::format("Syntax: {} hostname",
                                                                        verb == Verb::helo ? "HELO" : verb == Verb::ehlo ? "EHLO" : "LHLO"));
+    if (settings_.gatekeeper) {
+        if (auto refusal = settings_.gatekeeper->helo(facts(), argument)) return refuse(out, *refusal);
+    }
     // A new greeting is an implicit RSET (RFC 5321 4.1.4).
     if (state_ != State::fresh && state_ != State::greeted) door_.abort();
     reset_transaction();
@@ -236,6 +264,9 @@ void Session::do_hello(Verb verb, const std::string& argument, std::string& out)
     if (!extended_) return append_reply(out, 250, "", settings_.hostname);
     std::vector<std::string> lines{settings_.hostname, "PIPELINING"};
     lines.push_back(settings_.size_limit ? fmt::format("SIZE {}", settings_.size_limit) : "SIZE");
+    if (settings_.etrn) lines.emplace_back("ETRN");
+    if (settings_.tls_offered && !tls_.active()) lines.emplace_back("STARTTLS");
+    if (settings_.auth_offered && tls_.active()) lines.emplace_back("AUTH PLAIN LOGIN");
     for (const char* extension : {"ENHANCEDSTATUSCODES", "8BITMIME", "SMTPUTF8", "CHUNKING", "DSN"}) {
         lines.emplace_back(extension);
     }
@@ -243,6 +274,7 @@ void Session::do_hello(Verb verb, const std::string& argument, std::string& out)
 }
 
 void Session::do_mail(const std::string& argument, std::string& out) {
+    if (settings_.auth_required && auth_user_.empty()) return refuse(out, 530, "5.7.0", "Authentication required");
     auto parsed = parse_mail_from(argument, PathRules{false, settings_.lenient_paths});
     if (auto* refusal = std::get_if<Refusal>(&parsed)) return refuse(out, *refusal);
     auto& mail = std::get<MailFrom>(parsed);
@@ -252,8 +284,14 @@ void Session::do_mail(const std::string& argument, std::string& out) {
     if (!mail.envid.empty() && !mail::is_valid_envid(mail.envid)) {
         return refuse(out, 501, "5.5.4", "Error: bad ENVID");
     }
+    if (settings_.gatekeeper) {
+        if (auto refusal = settings_.gatekeeper->sender(facts(), mail)) return refuse(out, *refusal);
+    }
     transaction_.mail = std::move(mail);
     transaction_.recipients.clear();
+    transaction_.protocol = protocol_name();
+    transaction_.auth_user = auth_user_;
+    transaction_.tls = tls_;
     auto opened = door_.open(transaction_);
     if (!opened.is_ok()) return refuse(out, opened);
     state_ = State::mail;
@@ -273,6 +311,12 @@ void Session::do_rcpt(const std::string& argument, std::string& out) {
         ++refused_recipients_;
         return append_reply(out, 452, "4.5.3", "Error: too many recipients");
     }
+    if (settings_.gatekeeper) {
+        if (auto refusal = settings_.gatekeeper->recipient(facts(), transaction_, rcpt)) {
+            ++refused_recipients_;
+            return refuse(out, *refusal);
+        }
+    }
     auto added = door_.add_recipient(transaction_, rcpt);
     if (!added.is_ok()) {
         ++refused_recipients_;
@@ -286,16 +330,26 @@ void Session::do_rcpt(const std::string& argument, std::string& out) {
     append_reply(out, 250, "2.1.5", "Ok");
 }
 
+// RFC 3848's names: S for TLS, A for AUTH ("ESMTPSA").
 std::string Session::protocol_name() const {
-    if (settings_.dialect == Dialect::lmtp) return "LMTP";
-    return extended_ ? "ESMTP" : "SMTP";
+    std::string name = settings_.dialect == Dialect::lmtp ? "LMTP" : extended_ ? "ESMTP" : "SMTP";
+    if (tls_.active()) name += 'S';
+    if (!auth_user_.empty()) name += 'A';
+    return name;
 }
 
 std::string Session::received_header(const std::string& id) const {
     std::string from = client_.address.empty() ? header_safe(client_.name)
                                                : fmt::format("{} [{}]", header_safe(client_.name), client_.address);
-    std::string header = fmt::format("Received: from {} ({})\n\tby {} (mailroom) with {} id {}", header_safe(transaction_.helo),
-                                     from, header_safe(settings_.hostname), protocol_name(), header_safe(id));
+    // Postfix's layout: the TLS and AUTH comments between "from" and "by".
+    std::string header = fmt::format("Received: from {} ({})", header_safe(transaction_.helo), from);
+    if (tls_.active()) {
+        header += fmt::format("\n\t(using {} with cipher {} ({}/{} bits))", header_safe(tls_.protocol),
+                              header_safe(tls_.cipher), tls_.bits, tls_.bits);
+    }
+    if (!auth_user_.empty()) header += fmt::format("\n\t(Authenticated sender: {})", header_safe(auth_user_));
+    header += fmt::format("\n\tby {} (mailroom) with {} id {}", header_safe(settings_.hostname), protocol_name(),
+                          header_safe(id));
     // "for" only names a single recipient: a list would tell each the others (Bcc).
     if (transaction_.recipients.size() == 1) header += "\n\tfor " + transaction_.recipients[0].recipient.path();
     header += "; " + mail::rfc5322_date(clock_.now()) + "\n";
@@ -448,6 +502,158 @@ void Session::reset_transaction() {
     used_bdat_ = false;
     decoder_.reset();
     text_refusal_.reset();
+}
+
+}  // namespace mailroom::smtp
+
+namespace mailroom::smtp {
+
+SessionFacts Session::facts() const {
+    return SessionFacts{client_, transaction_.helo, auth_user_, relay_client_, protocol_name()};
+}
+
+bool Session::in_sasl() const {
+    return state_ == State::sasl_plain || state_ == State::sasl_login_user || state_ == State::sasl_login_password;
+}
+
+void Session::do_starttls(const std::string& argument, std::string& out) {
+    if (settings_.dialect != Dialect::smtp || !settings_.tls_offered || tls_.active()) {
+        return refuse(out, 502, "5.5.1", "Error: command not implemented");
+    }
+    if (!argument.empty()) return refuse(out, 501, "5.5.4", "Syntax: STARTTLS");
+    if (state_ == State::fresh) return refuse(out, 503, "5.5.1", "Error: send EHLO first");
+    if (state_ != State::greeted) return refuse(out, 503, "5.5.1", "Error: MAIL transaction in progress");
+    if (more_input_) {
+        // Text after STARTTLS in the same burst was sent in the clear: answering it
+        // inside TLS would let whoever inserted it speak for the client (CVE-2011-0411).
+        append_reply(out, 554, "5.5.1", "Error: command pipelining after STARTTLS, closing");
+        state_ = State::closed;
+        return;
+    }
+    append_reply(out, 220, "2.0.0", "Ready to start TLS");
+    state_ = State::starting_tls;
+}
+
+void Session::tls_started(TlsFacts facts) {
+    tls_ = std::move(facts);
+    // RFC 3207 4.2: the client must begin again with EHLO; nothing learnt in the
+    // clear is kept (HELO name, extensions, a login could not have happened).
+    reset_transaction();
+    transaction_.helo.clear();
+    extended_ = false;
+    auth_user_.clear();
+    line_.clear();
+    discarding_ = false;
+    last_was_cr_ = false;
+    state_ = State::fresh;
+}
+
+void Session::do_auth(const std::string& argument, std::string& out) {
+    if (settings_.dialect != Dialect::smtp || !settings_.auth_offered) {
+        return refuse(out, 502, "5.5.1", "Error: command not implemented");
+    }
+    // RFC 4954 4: 538 when the mechanism needs an encrypted channel first.
+    if (!tls_.active()) return refuse(out, 538, "5.7.11", "Encryption required for requested authentication mechanism");
+    if (state_ == State::fresh) return refuse(out, 503, "5.5.1", "Error: send EHLO first");
+    if (!auth_user_.empty()) return refuse(out, 503, "5.5.1", "Error: already authenticated");
+    if (state_ != State::greeted) return refuse(out, 503, "5.5.1", "Error: MAIL transaction in progress");
+    std::string_view rest(argument);
+    size_t space = rest.find(' ');
+    std::string mechanism(rest.substr(0, space));
+    std::string_view initial = space == std::string_view::npos ? std::string_view() : rest.substr(space + 1);
+    for (auto& c : mechanism) c = static_cast<char>(c >= 'a' && c <= 'z' ? c - 32 : c);
+    if (mechanism == "PLAIN") {
+        if (initial.empty()) {
+            state_ = State::sasl_plain;
+            return append_reply(out, 334, "", "");
+        }
+        // "=" is an empty initial response (RFC 4954 4); PLAIN cannot be empty.
+        state_ = State::sasl_plain;
+        return sasl_response(initial == "=" ? std::string_view() : initial, out);
+    }
+    if (mechanism == "LOGIN") {
+        state_ = State::sasl_login_user;
+        if (initial.empty()) return append_reply(out, 334, "", "VXNlcm5hbWU6");  // "Username:"
+        return sasl_response(initial, out);
+    }
+    if (mechanism.empty()) return refuse(out, 501, "5.5.4", "Syntax: AUTH mechanism");
+    refuse(out, 504, "5.5.4", "Error: unsupported authentication mechanism");
+}
+
+void Session::sasl_response(std::string_view line, std::string& out) {
+    auto fail = [&](const Refusal& refusal) {
+        sasl_user_.clear();
+        sasl_password_.clear();
+        state_ = State::greeted;
+        refuse(out, refusal);
+    };
+    if (state_ == State::sasl_plain) {
+        auto decoded = decode_plain_response(line);
+        if (auto* refusal = std::get_if<Refusal>(&decoded)) return fail(*refusal);
+        auto& credentials = std::get<SaslCredentials>(decoded);
+        sasl_user_ = std::move(credentials.user);
+        sasl_password_ = std::move(credentials.password);
+        state_ = State::authenticating;
+        return;
+    }
+    auto decoded =
+        decode_login_response(line, state_ == State::sasl_login_user ? LoginStep::user : LoginStep::password);
+    if (auto* refusal = std::get_if<Refusal>(&decoded)) return fail(*refusal);
+    if (state_ == State::sasl_login_user) {
+        sasl_user_ = std::move(std::get<std::string>(decoded));
+        state_ = State::sasl_login_password;
+        return append_reply(out, 334, "", "UGFzc3dvcmQ6");  // "Password:"
+    }
+    sasl_password_ = std::move(std::get<std::string>(decoded));
+    state_ = State::authenticating;
+}
+
+std::pair<std::string, std::string> Session::take_credentials() {
+    auto taken = std::make_pair(std::move(sasl_user_), std::move(sasl_password_));
+    sasl_user_.clear();
+    sasl_password_.clear();
+    return taken;
+}
+
+void Session::authenticated(AuthVerdict verdict, std::string& out, std::string user) {
+    state_ = State::greeted;
+    switch (verdict) {
+        case AuthVerdict::accepted:
+            auth_user_ = std::move(user);
+            return append_reply(out, 235, "2.7.0", "Authentication successful");
+        case AuthVerdict::unavailable:
+            return append_reply(out, 454, "4.7.0", "Temporary authentication failure");
+        case AuthVerdict::refused: break;
+    }
+    ++auth_failures_;
+    if (auth_failures_ >= settings_.auth_failure_limit) {
+        append_reply(out, 535, "5.7.8", "Error: authentication failed");
+        append_reply(out, 421, "4.7.0", settings_.hostname + " Error: too many authentication failures");
+        state_ = State::closed;
+        return;
+    }
+    refuse(out, 535, "5.7.8", "Error: authentication failed");
+}
+
+void Session::do_etrn(const std::string& argument, std::string& out) {
+    if (settings_.dialect != Dialect::smtp || !settings_.etrn) {
+        return refuse(out, 502, "5.5.1", "Error: command not implemented");
+    }
+    if (state_ == State::fresh) return refuse(out, 503, "5.5.1", "Error: send HELO/EHLO first");
+    if (state_ != State::greeted) return refuse(out, 503, "5.5.1", "Error: MAIL transaction in progress");
+    // RFC 1985: "ETRN domain", "@domain" for its subdomains too; "#queue" names are
+    // not kept here. A domain is letters, digits, '-' and '.', as DNS has them.
+    std::string_view domain(argument);
+    if (!domain.empty() && domain.front() == '@') domain.remove_prefix(1);
+    bool valid = !domain.empty() && domain.size() <= 253 && domain.front() != '.' && domain.back() != '.';
+    for (char c : domain) {
+        valid = valid && ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' || c == '.');
+    }
+    if (!valid) return refuse(out, 501, "5.5.4", "Syntax: ETRN domain");
+    auto flushed = door_.flush_domain(domain);
+    if (!flushed) return refuse(out, 502, "5.5.1", "Error: command not implemented");
+    if (!flushed->is_ok()) return refuse(out, *flushed);
+    append_reply(out, 250, "2.0.0", "Queuing started");
 }
 
 }  // namespace mailroom::smtp

@@ -27,6 +27,7 @@
 #include <cstdint>
 #include <memory>
 #include <optional>
+#include <utility>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -42,6 +43,8 @@ namespace mailroom::smtp {
 
 enum class Dialect { smtp, lmtp };
 
+class Gatekeeper;
+
 struct SessionSettings {
     Dialect dialect = Dialect::smtp;
     std::string hostname;          // myhostname: greeting, replies, Received:
@@ -51,6 +54,16 @@ struct SessionSettings {
     // Refusals before the session ends with 421 (Postfix's smtpd_hard_error_limit).
     size_t error_limit = 20;
     bool lenient_paths = true;  // "MAIL FROM: <a>" and "MAIL FROM:a" (smtp/command.hpp)
+
+    // The SMTP listener's extras (all off for LMTP and `-bs`):
+    bool tls_offered = false;    // STARTTLS advertised while TLS is not on (a certificate is set)
+    bool auth_offered = false;   // AUTH PLAIN LOGIN, advertised and accepted only under TLS (SPEC 7)
+    bool auth_required = false;  // submission: MAIL only after AUTH (530 5.7.0)
+    bool etrn = false;           // ETRN advertised and passed to the door
+    size_t auth_failure_limit = 3;  // failed AUTHs before 421: a guesser must reconnect
+    // Access rules and relay control; none: every client, sender and recipient the
+    // door takes is accepted (lmtpd, a local `sendmail -bs`).
+    std::shared_ptr<const Gatekeeper> gatekeeper;
 
     // Everything from mailroom.conf (myhostname, message_size_limit, max_recipients,
     // smtpd_bare_newline).
@@ -63,12 +76,54 @@ struct ClientInfo {
     std::string address;             // IP address; empty for a unix socket or a pipe
 };
 
-// The envelope as the session built it, handed to the door at each step.
+// An established TLS layer, for Received: and the queue entry.
+struct TlsFacts {
+    std::string protocol;  // "TLSv1.3"; empty: no TLS
+    std::string cipher;    // "TLS_AES_256_GCM_SHA384"
+    int bits = 0;
+    bool active() const { return !protocol.empty(); }
+};
+
+// The envelope as the session built it, handed to the door at each step, with what
+// the session knows of its client when MAIL came.
 struct Transaction {
     MailFrom mail;
     std::vector<RcptTo> recipients;  // accepted ones, in order
     std::string helo;
+    std::string protocol;   // SMTP, ESMTP, ESMTPS, ESMTPSA, LMTP... (RFC 3848)
+    std::string auth_user;  // the AUTH login, "" without
+    TlsFacts tls;
 };
+
+// What a Gatekeeper may weigh besides the command itself.
+struct SessionFacts {
+    const ClientInfo& client;
+    std::string_view helo;
+    std::string_view auth_user;  // "" without AUTH
+    bool relay_client = false;   // connect() said this client may relay
+    std::string protocol;  // a copy: the session makes it on demand
+};
+
+// The listener's policy, asked by the session as each command arrives (SPEC 7):
+// access rules, relay control, who an authenticated user may send as. A refusal
+// is answered as it is; the session goes on (connect: the greeting refuses and the
+// session closes).
+class Gatekeeper {
+public:
+    virtual ~Gatekeeper() = default;
+    struct ClientVerdict {
+        std::optional<Refusal> refusal;
+        bool relay = false;  // mynetworks, or a client rule OK
+    };
+    virtual ClientVerdict connect(const ClientInfo& client) const = 0;
+    virtual std::optional<Refusal> helo(const SessionFacts& facts, std::string_view helo) const = 0;
+    virtual std::optional<Refusal> sender(const SessionFacts& facts, const MailFrom& mail) const = 0;
+    virtual std::optional<Refusal> recipient(const SessionFacts& facts, const Transaction& transaction,
+                                             const RcptTo& rcpt) const = 0;
+};
+
+// The outcome of a password check, as the driver tells the session.
+enum class AuthVerdict { accepted, refused, unavailable };
 
 // Where a session's transactions go: lmtpd's local delivery, the queue (SMTP,
 // `sendmail -bs`). Each call's Status is answered as it is (its reply code), except
@@ -88,11 +143,16 @@ public:
     // The transaction is dropped (RSET, a refused message, the end of the session):
     // whatever was held for it goes.
     virtual void abort() = 0;
+    // ETRN DOMAIN (RFC 1985): start delivery of what waits for DOMAIN. nullopt: the
+    // door has no queue to run (502).
+    virtual std::optional<mail::Status> flush_domain(std::string_view) { return std::nullopt; }
 };
 
 class Session {
 public:
-    enum class Next { read, commit, close };
+    // starttls: the 220 is in `out`; write it, do the handshake, then tls_started().
+    // authenticate: check take_credentials() and answer with authenticated().
+    enum class Next { read, commit, close, starttls, authenticate };
     struct Progress {
         size_t consumed = 0;
         Next next = Next::read;
@@ -100,8 +160,9 @@ public:
 
     Session(SessionSettings settings, ClientInfo client, Door& door, const core::Clock& clock);
 
-    // "220 host ESMTP mailroom" / "220 host LMTP mailroom".
-    std::string greeting() const;
+    // "220 host ESMTP mailroom" / "220 host LMTP mailroom"; a client the gatekeeper
+    // refuses gets its refusal, and the session is closed.
+    std::string greeting();
     // Consumes bytes, appends replies. Next::read: all consumed. Next::commit: stopped
     // right after the end of the data (committed() must come next). Next::close:
     // stop reading (QUIT, too many errors).
@@ -109,6 +170,17 @@ public:
     // The door's outcome for the transaction whose data ended: SMTP one Status, LMTP
     // one per accepted recipient in order. A 2xx may be answered with a fixed text.
     void committed(const std::vector<mail::Status>& outcomes, std::string& out);
+    // The handshake after STARTTLS (or an smtps listener's, before the greeting)
+    // succeeded: everything said before is forgotten (RFC 3207 4.2), EHLO comes next.
+    void tls_started(TlsFacts facts);
+    // The user and password AUTH collected (moved out: the session keeps no copy).
+    std::pair<std::string, std::string> take_credentials();
+    // The check of take_credentials(): 235 (then `user` is the session's login), 535
+    // (counted; at auth_failure_limit also 421) or 454.
+    void authenticated(AuthVerdict verdict, std::string& out, std::string user);
+    const TlsFacts& tls() const { return tls_; }
+    const std::string& auth_user() const { return auth_user_; }
+    size_t auth_failures() const { return auth_failures_; }
 
     // The transaction the data ended for (valid from Next::commit to committed()).
     const Transaction& transaction() const { return transaction_; }
@@ -125,7 +197,10 @@ public:
     Session& operator=(const Session&) = delete;
 
 private:
-    enum class State { fresh, greeted, mail, recipients, data, bdat, bdat_discard, committing, closed };
+    enum class State {
+        fresh, greeted, mail, recipients, data, bdat, bdat_discard, committing, closed,
+        starting_tls, sasl_plain, sasl_login_user, sasl_login_password, authenticating
+    };
 
     struct Rule;
     static const Rule* rule_for(Verb verb);
@@ -157,6 +232,12 @@ private:
     void do_rset(std::string& out);
     void do_quit(std::string& out);
     void do_help(std::string& out);
+    void do_starttls(const std::string& argument, std::string& out);
+    void do_auth(const std::string& argument, std::string& out);
+    void do_etrn(const std::string& argument, std::string& out);
+    void sasl_response(std::string_view line, std::string& out);
+    bool in_sasl() const;
+    SessionFacts facts() const;
 
     SessionSettings settings_;
     ClientInfo client_;
@@ -169,6 +250,12 @@ private:
     size_t refused_recipients_ = 0;
     size_t errors_ = 0;
     bool used_bdat_ = false;
+    bool relay_client_ = false;  // the gatekeeper's word at connect
+    TlsFacts tls_;
+    std::string auth_user_;
+    std::string sasl_user_, sasl_password_;  // between AUTH and authenticated()
+    size_t auth_failures_ = 0;
+    bool more_input_ = false;  // bytes followed the command line being dispatched
 
     std::string line_;          // a command line not yet ended by CRLF
     bool discarding_ = false;   // the line went past its limit: skip to its CRLF

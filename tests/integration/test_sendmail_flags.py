@@ -254,10 +254,18 @@ class OtherModes(SendmailCase):
         self.assertIn(self.box.queued()[0].encode(), result.stdout)
         self.assertIn(b"bob@test.example", result.stdout)
 
-    def test_dash_bs_is_unavailable_and_exits_69(self):
-        result = self.box.sendmail(["-bs"], b"QUIT\r\n")
-        self.assertExit(result, 69)
-        self.one_error_line(result, "sendmail")
+    def test_dash_bs_speaks_smtp_on_stdin_and_queues(self):
+        dialogue = (b"EHLO client.example\r\nMAIL FROM:<alice@test.example>\r\nRCPT TO:<bob>\r\n"
+                    b"RCPT TO:<nosuchuser@test.example>\r\nDATA\r\nSubject: by -bs\r\n\r\nhello\r\n.\r\nQUIT\r\n")
+        result = self.box.sendmail(["-bs"], dialogue)
+        self.assertExit(result, 0)
+        replies = result.stdout.decode().split("\r\n")
+        self.assertTrue(replies[0].startswith("220 test.example ESMTP"), replies)
+        self.assertTrue(any(r.startswith("550 5.1.1 <nosuchuser@test.example>") for r in replies), replies)
+        queued = [r for r in replies if r.startswith("250 2.0.0 Ok: queued as ")]
+        self.assertEqual(len(queued), 1, replies)
+        self.assertIn("221 2.0.0", replies[-2])
+        self.assertEqual(self.box.queued(), [queued[0].rsplit(" ", 1)[1]])
 
     def test_dash_q_runs_the_queue(self):
         self.submit(["-odq", "bob"], SIMPLE)

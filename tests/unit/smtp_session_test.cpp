@@ -102,9 +102,7 @@ struct GatePlan {
     std::map<std::string, Refusal> helo;       // HELO name → refusal
     std::map<std::string, Refusal> sender;     // sender path → refusal
     std::map<std::string, Refusal> recipient;  // recipient path → refusal
-    // Record SessionFacts::protocol too. Off by default: session.cpp's facts() hands
-    // out a view of a temporary (see the [!shouldfail] case), and garbage in every
-    // record would hide what the other cases check.
+    // Record SessionFacts::protocol too (the cases that check it ask).
     bool record_protocol = false;
 };
 
@@ -744,9 +742,8 @@ TEST_CASE("An overlong AUTH response ends the exchange with a 500 and the sessio
     CHECK(t.events == std::vector<std::string>{"starttls"});
 }
 
-TEST_CASE("An overlong AUTH response is answered 500 5.5.6 as RFC 4954 names it", "[smtp_session][!shouldfail]") {
-    // session.cpp answers 500 5.5.2 "Error: line too long" in the SASL exchange,
-    // though its own comment (and RFC 4954 section 6) say 500 5.5.6.
+TEST_CASE("An overlong AUTH response is answered 500 5.5.6 as RFC 4954 names it", "[smtp_session]") {
+    // Seen failing when the session answered 500 5.5.2 there (RFC 4954 6: 5.5.6).
     const Transcript t = run(smtp_setup(), under_tls("AUTH LOGIN\r\n" + std::string(5000, 'A') + "\r\nNOOP\r\n"));
     const auto replies = replies_of(t.out);
     REQUIRE(replies.size() == 6);
@@ -894,14 +891,9 @@ TEST_CASE("The gatekeeper is told the client, the HELO name, the login and relay
     }
 }
 
-TEST_CASE("The gatekeeper is told the protocol as RFC 3848 names it", "[smtp_session][!mayfail]") {
-    // A KNOWN BUG, hence [!mayfail] (not [!shouldfail]: whether it shows depends on
-    // the optimizer). session.cpp:508 facts() builds SessionFacts::protocol, a
-    // string_view, from the std::string protocol_name() returns: the temporary dies
-    // at the end of the return statement, and every gatekeeper (SmtpPolicy's log
-    // lines: proto=) reads dead stack. Built with -O1 this case sees garbage in place
-    // of SMTP/ESMTP/ESMTPSA; with -O2 the bytes happen to survive; under ASan with
-    // ASAN_OPTIONS=detect_stack_use_after_return=1 it is a stack-use-after-return.
+TEST_CASE("The gatekeeper is told the protocol as RFC 3848 names it", "[smtp_session]") {
+    // Seen failing (built with -O1) when SessionFacts::protocol was a string_view of
+    // the temporary protocol_name() returns: gatekeepers read dead stack. A copy now.
     Setup setup = smtp_setup();
     GatePlan plan;
     plan.record_protocol = true;

@@ -1,0 +1,84 @@
+// SmtpDoor: one SMTP session's door into the queue (the listener of `mta -d`,
+// `mta -bs`, `sendmail -bs`). MAIL opens a FrontDoor (its temporary file in the
+// spool's tmp/); RCPT checks a local recipient against the aliases and the user
+// database (550 5.1.1 at RCPT, SPEC 4) and takes a remote one as the session's
+// gatekeeper already let it through; the text streams into the entry; the commit
+// makes it durable (fsync of file and folder) before the 250, then wakes the
+// daemon. Log lines as Postfix's smtpd: "ID: client=name[addr]" once a transaction
+// has a recipient, with sasl_username when the client authenticated.
+// Must never: answer 250 before FrontDoor::commit returned, or take an address for
+// a command or a file (it stays an address: SPEC 5).
+#pragma once
+
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "core/log.hpp"
+#include "core/users.hpp"
+#include "delivery/routing.hpp"
+#include "net/session_server.hpp"
+#include "queue/front_door.hpp"
+#include "queue/spool.hpp"
+
+namespace mailroom::mta {
+
+struct SmtpDoorSettings {
+    mail::RoutingSettings routing;
+    std::string aliases_path;  // the aliases source; its database is PATH.cdb
+    mail::FrontDoorSettings front;
+
+    static SmtpDoorSettings from_config(const core::Config& config);
+};
+
+class SmtpDoor final : public net::CommittingDoor {
+public:
+    SmtpDoor(const mail::Spool& spool, const SmtpDoorSettings& settings, const core::UserDb& users,
+             const core::Logger& log, smtp::ClientInfo client)
+        : spool_(spool), settings_(settings), users_(users), log_(log), client_(std::move(client)) {}
+
+    mail::Status open(const smtp::Transaction& transaction) override;
+    mail::Status add_recipient(const smtp::Transaction& transaction, const smtp::RcptTo& rcpt) override;
+    core::Result<std::string> begin_data(const smtp::Transaction& transaction) override;
+    core::Result<void> write(std::string_view text) override;
+    void abort() override { front_.reset(); }
+    std::optional<mail::Status> flush_domain(std::string_view domain) override;
+    boost::asio::awaitable<std::vector<mail::Status>> commit(const smtp::Transaction& transaction) override;
+
+private:
+    mail::Status local_recipient(const mail::Route& route) const;
+
+    const mail::Spool& spool_;
+    const SmtpDoorSettings& settings_;
+    const core::UserDb& users_;
+    const core::Logger& log_;
+    smtp::ClientInfo client_;
+    std::optional<mail::FrontDoor> front_;
+    bool client_logged_ = false;
+};
+
+// Makes an SmtpDoor for each new session and checks passwords through `checker`
+// (the root side's PAM service; none: AUTH is never offered).
+class SmtpHandler final : public net::SessionHandler {
+public:
+    using PasswordChecker = std::function<boost::asio::awaitable<smtp::AuthVerdict>(
+        const smtp::ClientInfo&, const std::string&, std::string&)>;
+    SmtpHandler(const mail::Spool& spool, const SmtpDoorSettings& settings, const core::UserDb& users,
+                const core::Logger& log, PasswordChecker checker = {})
+        : spool_(spool), settings_(settings), users_(users), log_(log), checker_(std::move(checker)) {}
+
+    std::unique_ptr<net::CommittingDoor> open_door(const smtp::ClientInfo& client) override {
+        return std::make_unique<SmtpDoor>(spool_, settings_, users_, log_, client);
+    }
+    boost::asio::awaitable<smtp::AuthVerdict> check_password(const smtp::ClientInfo& client, const std::string& user,
+                                                             std::string& password) override;
+
+private:
+    const mail::Spool& spool_;
+    const SmtpDoorSettings& settings_;
+    const core::UserDb& users_;
+    const core::Logger& log_;
+    PasswordChecker checker_;
+};
+
+}  // namespace mailroom::mta

@@ -1,0 +1,283 @@
+"""The SMTP listener of `mta -d` (SPEC 7, docs/smtpd.md) with real clients:
+Python's smtplib and swaks, plain, STARTTLS, implicit TLS, AUTH PLAIN and LOGIN
+against PAM (pam_wrapper + pam_matrix), relay control, the submission port, and
+the extensions; every message read back from the mailbox with Python's mailbox."""
+import base64
+import os
+import shutil
+import smtplib
+import socket
+import ssl
+import subprocess
+import time
+import unittest
+
+import mrtest
+import smtptest
+from smtptest import PASSWORDS
+
+
+def raw_session(port, lines, read_timeout=5.0):
+    """Sends `lines` (bytes) in one write after the greeting; returns all replies
+    until the server closes or stays quiet."""
+    with socket.create_connection(("127.0.0.1", port), timeout=read_timeout) as s:
+        s.recv(4096)
+        s.sendall(lines)
+        data = b""
+        s.settimeout(read_timeout)
+        try:
+            while True:
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+        except socket.timeout:
+            pass
+        return data.decode(errors="replace")
+
+
+def message(subject, sender="alice@test.example", to="bob@test.example", body="hello\r\n"):
+    return f"From: {sender}\r\nTo: {to}\r\nSubject: {subject}\r\n\r\n{body}"
+
+
+class Plain(smtptest.SmtpCase):
+    def test_a_message_to_a_local_user_is_queued_then_delivered(self):
+        with self.box.smtp() as client:
+            code, ehlo = client.ehlo()
+            self.assertEqual(code, 250)
+            for extension in (b"PIPELINING", b"SIZE", b"8BITMIME", b"SMTPUTF8", b"CHUNKING", b"DSN",
+                              b"ENHANCEDSTATUSCODES", b"STARTTLS", b"ETRN"):
+                self.assertIn(extension, ehlo)
+            self.assertNotIn(b"AUTH", ehlo)  # only under TLS
+            refused = client.sendmail("alice@example.org", ["bob@test.example"], message("plain"))
+            self.assertEqual(refused, {})
+        box = self.wait_delivered("bob")
+        received = box[0].get_all("Received")[0]
+        self.assertRegex(received, r"from client\.example \(localhost \[127\.0\.0\.1\]\)\s+by test\.example \(mailroom\) with ESMTP id")
+        self.assertIn("bob@test.example", box[0]["Delivered-To"])
+        self.assertIn("client=localhost[127.0.0.1]", self.box.log_text())
+
+    def test_unknown_local_user_is_refused_at_rcpt(self):
+        with self.box.smtp() as client:
+            client.ehlo()
+            client.mail("alice@example.org")
+            code, text = client.rcpt("nosuchuser@test.example")
+            self.assertEqual(code, 550)
+            self.assertIn(b"5.1.1", text)
+            code, _ = client.rcpt("bob")
+            self.assertEqual(code, 250)
+
+    def test_addresses_from_outside_are_never_commands_or_files(self):
+        with self.box.smtp() as client:
+            client.ehlo()
+            client.mail("alice@example.org")
+            for hostile in ('"|touch /tmp/mailroom-pwned"@test.example', "/etc/passwd@test.example"):
+                code, _ = client.rcpt(hostile)
+                self.assertEqual(code // 100, 5, hostile)
+        self.assertFalse(os.path.exists("/tmp/mailroom-pwned"))
+
+    def test_pipelined_transaction_and_bdat(self):
+        text = message("bdat").encode()
+        replies = raw_session(self.box.smtp_port,
+                              b"EHLO c.example\r\nMAIL FROM:<a@example.org>\r\nRCPT TO:<carol@test.example>\r\n" +
+                              f"BDAT {len(text)} LAST\r\n".encode() + text + b"QUIT\r\n")
+        self.assertIn("250 2.0.0 Ok: queued as ", replies)
+        self.assertIn("221 2.0.0", replies)
+        box = self.wait_delivered("carol")
+        self.assertEqual(box[0]["Subject"], "bdat")
+
+    def test_size_refusal(self):
+        with self.box.smtp() as client:
+            client.ehlo()
+            limit = client.esmtp_features["size"]
+            code, text = client.mail("a@example.org", ["SIZE=%d" % (int(limit) + 1)])
+            self.assertEqual(code, 552)
+            self.assertIn(b"5.3.4", text)
+
+    def test_8bitmime_and_smtputf8(self):
+        with self.box.smtp() as client:
+            client.ehlo()
+            body = "From: a@example.org\r\nSubject: =?utf-8?q?caf=C3=A9?=\r\n\r\ncaf\u00e9 \u00fcber\r\n".encode()
+            client.sendmail("a@example.org", ["dave@test.example"], body, mail_options=["BODY=8BITMIME"])
+            client.sendmail("j\u00f6rg@example.org", ["dave@test.example"], body, mail_options=["SMTPUTF8", "BODY=8BITMIME"])
+        box = self.wait_delivered("dave", 2)
+        self.assertIn("caf\u00e9".encode(), box[0].get_payload(decode=True))
+
+    def test_starttls_then_a_message(self):
+        with self.box.smtp() as client:
+            client.ehlo()
+            client.starttls(context=self.box.client_context())
+            code, ehlo = client.ehlo()
+            self.assertNotIn(b"STARTTLS", ehlo)
+            self.assertIn(b"AUTH PLAIN LOGIN", ehlo)
+            client.sendmail("alice@example.org", ["bob@test.example"], message("tls"))
+        box = self.wait_delivered("bob")
+        received = box[0].get_all("Received")[0]
+        self.assertRegex(received, r"\(using TLSv1\.[23] with cipher \S+ \(\d+/\d+ bits\)\)")
+        self.assertIn("with ESMTPS id", received)
+        self.assertIn("TLS connection established from localhost[127.0.0.1]", self.box.log_text())
+
+    def test_plaintext_injected_after_starttls_is_refused(self):
+        replies = raw_session(self.box.smtp_port, b"EHLO c.example\r\nSTARTTLS\r\nMAIL FROM:<evil@example.org>\r\n")
+        self.assertIn("554 5.5.1", replies)
+        self.assertNotIn("220 2.0.0", replies)
+        self.assertNotIn("250 2.1.0", replies)
+
+    def test_openssl_s_client_starttls_with_injected_plaintext(self):
+        if not shutil.which("openssl"):
+            self.skipTest("openssl not installed")
+        # s_client's -starttls smtp sends EHLO and STARTTLS itself; the injected
+        # command goes in the same packet as a raw client would (the
+        # CVE-2011-0411 probe): here the server must not answer it under TLS.
+        with socket.create_connection(("127.0.0.1", self.box.smtp_port), timeout=5) as s:
+            s.recv(4096)
+            s.sendall(b"EHLO c.example\r\n")
+            s.recv(4096)
+            s.sendall(b"STARTTLS\r\nRSET\r\n")
+            time.sleep(0.3)
+            got = s.recv(4096).decode(errors="replace")
+        self.assertIn("554 5.5.1", got)
+        result = subprocess.run(["openssl", "s_client", "-starttls", "smtp", "-connect", f"127.0.0.1:{self.box.smtp_port}",
+                                 "-quiet", "-verify_return_error", "-CAfile", self.box.cert],
+                                input=b"EHLO c.example\r\nQUIT\r\n", capture_output=True, timeout=30)
+        self.assertIn(b"250", result.stdout)
+        self.assertIn(b"221", result.stdout)
+
+    def test_auth_is_refused_without_tls(self):
+        replies = raw_session(self.box.smtp_port, b"EHLO c.example\r\nAUTH PLAIN " +
+                              base64.b64encode(b"\0alice\0alice-secret") + b"\r\nQUIT\r\n")
+        self.assertIn("538 5.7.11", replies)
+
+    def test_etrn_is_accepted(self):
+        replies = raw_session(self.box.smtp_port, b"EHLO c.example\r\nETRN far.example\r\nQUIT\r\n")
+        self.assertIn("250 2.0.0 Queuing started", replies)
+
+
+class Auth(smtptest.SmtpCase):
+    def setUp(self):
+        smtptest.skip_unless_pam(self)
+        super().setUp()
+
+    def submit(self, mechanism, user, password, sender):
+        client = self.box.smtp(self.box.submission_port)
+        client.ehlo()
+        client.starttls(context=self.box.client_context())
+        client.ehlo()
+        client.user, client.password = user, password
+        if mechanism == "PLAIN":
+            client.auth("PLAIN", client.auth_plain)
+        else:
+            client.auth("LOGIN", client.auth_login)
+        return client
+
+    def test_auth_plain_on_submission_then_a_message(self):
+        client = self.submit("PLAIN", "alice", PASSWORDS["alice"], "alice@test.example")
+        client.sendmail("alice@test.example", ["bob@test.example"], message("auth plain"))
+        client.quit()
+        box = self.wait_delivered("bob")
+        received = box[0].get_all("Received")[0]
+        self.assertIn("with ESMTPSA id", received)
+        self.assertIn("(Authenticated sender: alice)", received)
+        log = self.box.log_text()
+        self.assertIn("sasl_username=alice", log)
+        self.assertNotIn(PASSWORDS["alice"], log)
+
+    def test_auth_login_with_a_password_holding_spaces(self):
+        client = self.submit("LOGIN", "bob", PASSWORDS["bob"], "bob@test.example")
+        client.sendmail("bob+lists@test.example", ["carol@test.example"], message("auth login"))
+        client.quit()
+        self.wait_delivered("carol")
+
+    def test_a_wrong_password_is_refused_slowly_and_the_third_ends_the_session(self):
+        client = self.box.smtp(self.box.submission_port)
+        client.ehlo()
+        client.starttls(context=self.box.client_context())
+        client.ehlo()
+        started = time.time()
+        for attempt in range(2):
+            code, text = client.docmd("AUTH", "PLAIN " + base64.b64encode(b"\0alice\0wrong").decode())
+            self.assertEqual(code, 535)
+        self.assertGreaterEqual(time.time() - started, 2.5)  # 1 s, then 2 s
+        code, text = client.docmd("AUTH", "PLAIN " + base64.b64encode(b"\0alice\0wrong").decode())
+        self.assertEqual(code, 535)
+        with self.assertRaises(smtplib.SMTPServerDisconnected):
+            client.noop()
+            client.noop()
+        log = self.box.log_text()
+        self.assertIn("SASL authentication failed", log)
+        self.assertNotIn("wrong", log.replace("wrong password", ""))
+
+    def test_submission_wants_auth_before_mail(self):
+        client = self.box.smtp(self.box.submission_port)
+        client.ehlo()
+        code, text = client.mail("alice@test.example")
+        self.assertEqual(code, 530)
+        client.quit()
+
+    def test_an_authenticated_user_sends_only_as_themselves(self):
+        client = self.submit("PLAIN", "alice", PASSWORDS["alice"], "alice@test.example")
+        code, text = client.mail("bob@test.example")
+        self.assertEqual(code, 553)
+        self.assertIn(b"not owned by user alice", text)
+        client.quit()
+
+    def test_implicit_tls_port(self):
+        client = smtplib.SMTP_SSL("127.0.0.1", self.box.smtps_port, local_hostname="client.example",
+                                  context=self.box.client_context(), timeout=30)
+        code, ehlo = client.ehlo()
+        self.assertNotIn(b"STARTTLS", ehlo)
+        client.login("alice", PASSWORDS["alice"])
+        client.sendmail("alice@test.example", ["bob@test.example"], message("smtps"))
+        client.quit()
+        box = self.wait_delivered("bob")
+        self.assertIn("with ESMTPSA id", box[0].get_all("Received")[0])
+
+    def test_authenticated_client_may_relay(self):
+        client = self.submit("PLAIN", "alice", PASSWORDS["alice"], "alice@test.example")
+        client.mail("alice@test.example")
+        code, _ = client.rcpt("someone@far.example")
+        self.assertEqual(code, 250)
+        client.quit()
+
+    def test_swaks_auth_login_over_starttls(self):
+        if not shutil.which("swaks"):
+            self.skipTest("swaks not installed")
+        result = subprocess.run(["swaks", "--server", "127.0.0.1", "--port", str(self.box.submission_port),
+                                 "--tls", "--tls-verify", "--tls-ca-path", self.box.cert,
+                                 "--auth", "LOGIN", "--auth-user", "alice", "--auth-password", PASSWORDS["alice"],
+                                 "--from", "alice@test.example", "--to", "dave@test.example",
+                                 "--helo", "client.example", "--header", "Subject: swaks"],
+                                capture_output=True, timeout=60)
+        self.assertEqual(result.returncode, 0, result.stdout.decode(errors="replace")[-2000:])
+        box = self.wait_delivered("dave")
+        self.assertEqual(box[0]["Subject"], "swaks")
+
+
+class Relay(smtptest.SmtpCase):
+    config = {"mynetworks": "192.0.2.0/24"}
+
+    def test_relay_is_denied_to_a_client_outside_mynetworks(self):
+        with self.box.smtp() as client:
+            client.ehlo()
+            client.mail("a@example.org")
+            code, text = client.rcpt("victim@far.example")
+            self.assertEqual(code, 554)
+            self.assertIn(b"5.7.1 <victim@far.example>: Relay access denied", text)
+            code, _ = client.rcpt("bob@test.example")
+            self.assertEqual(code, 250)
+        self.assertRegex(self.box.log_text(), r"NOQUEUE: reject: RCPT from localhost\[127\.0\.0\.1\]: 554 5\.7\.1 "
+                                              r"<victim@far\.example>: Relay access denied; from=<a@example\.org> "
+                                              r"to=<victim@far\.example> proto=ESMTP helo=<client\.example>")
+
+
+class RelayAllowed(smtptest.SmtpCase):
+    def test_relay_is_allowed_from_mynetworks(self):
+        with self.box.smtp() as client:
+            client.ehlo()
+            client.mail("a@example.org")
+            code, _ = client.rcpt("someone@far.example")
+            self.assertEqual(code, 250)
+
+
+if __name__ == "__main__":
+    mrtest.main()
