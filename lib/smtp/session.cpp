@@ -489,9 +489,13 @@ void Session::do_quit(std::string& out) {
 }
 
 void Session::do_help(std::string& out) {
-    append_reply(out, 214, ok_code,
-                 settings_.dialect == Dialect::lmtp ? "Commands: LHLO MAIL RCPT DATA BDAT RSET NOOP QUIT VRFY HELP"
-                                                    : "Commands: HELO EHLO MAIL RCPT DATA BDAT RSET NOOP QUIT VRFY HELP");
+    if (settings_.dialect == Dialect::lmtp)
+        return append_reply(out, 214, ok_code, "Commands: LHLO MAIL RCPT DATA BDAT RSET NOOP QUIT VRFY HELP");
+    std::string commands = "Commands: HELO EHLO MAIL RCPT DATA BDAT RSET NOOP QUIT VRFY HELP";
+    if (settings_.tls_offered && !tls_.active()) commands += " STARTTLS";
+    if (settings_.auth_offered) commands += " AUTH";
+    if (settings_.etrn) commands += " ETRN";
+    append_reply(out, 214, ok_code, commands);
 }
 
 void Session::reset_transaction() {

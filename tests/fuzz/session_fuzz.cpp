@@ -129,6 +129,8 @@ Outcome play(uint8_t flags, std::string_view lengths, std::string_view input) {
         settings.size_limit = 100'000;
     }
     const bool lmtp = settings.dialect == Dialect::lmtp;
+    // SMTP gets the listener's extras: STARTTLS, AUTH (under TLS), ETRN.
+    settings.tls_offered = settings.auth_offered = settings.etrn = !lmtp;
     FuzzDoor door(Plan{(flags & 8) != 0, (flags & 16) != 0});
     core::FixedClock clock(1'700'000'000);
     Session session(settings, ClientInfo{"client.example", "192.0.2.1"}, door, clock);
@@ -166,6 +168,26 @@ Outcome play(uint8_t flags, std::string_view lengths, std::string_view input) {
                 require(view.empty());
                 break;
             }
+            if (progress.next == Session::Next::starttls) {
+                // Only ever with nothing after it in the input (else 554 and close).
+                require(!lmtp && view.empty());
+                require(out.size() >= 30 && out.compare(out.size() - 30, 30, "220 2.0.0 Ready to start TLS\r\n") == 0);
+                session.tls_started(TlsFacts{"TLSv1.3", "TLS_AES_128_GCM_SHA256", 128});
+                require(session.tls().active() && session.idle());
+                continue;
+            }
+            if (progress.next == Session::Next::authenticate) {
+                require(!lmtp && session.tls().active());
+                auto [user, password] = session.take_credentials();
+                require(!user.empty() && !password.empty() && user.size() <= 1024 && password.size() <= 1024);
+                const AuthVerdict verdict = password == "pw"    ? AuthVerdict::accepted
+                                            : password == "tmp" ? AuthVerdict::unavailable
+                                                                : AuthVerdict::refused;
+                const size_t mark = out.size();
+                session.authenticated(verdict, out, user);
+                check_replies(out, mark);
+                continue;
+            }
             // The data ended: deliver and defer in turn, per recipient for LMTP.
             const size_t recipients = session.transaction().recipients.size();
             require(recipients >= 1 && recipients <= settings.max_recipients);
@@ -197,8 +219,15 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     std::string_view input(reinterpret_cast<const char*>(data + 1 + k), size - 1 - k);
     const Outcome pieces = play(flags, lengths, input);
     if (k == 0) return 0;
-    // The chunking of the bytes is the network's, not the client's: it changes nothing.
+    // The chunking of the bytes is the network's, not the client's: it changes nothing
+    // — except around STARTTLS, where bytes in the same read as the command are refused
+    // (they were sent before the client could have seen the 220).
     const Outcome whole = play(flags, {}, input);
+    for (const Outcome* outcome : {&pieces, &whole}) {
+        if (outcome->out.find("Ready to start TLS") != std::string::npos ||
+            outcome->out.find("pipelining after STARTTLS") != std::string::npos)
+            return 0;
+    }
     require(pieces.out == whole.out);
     require(pieces.messages == whole.messages);
     require(pieces.consumed == whole.consumed);

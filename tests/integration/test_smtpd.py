@@ -253,6 +253,112 @@ class Auth(smtptest.SmtpCase):
         self.assertEqual(box[0]["Subject"], "swaks")
 
 
+def children(pid):
+    """The pids whose parent is `pid` (from /proc)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(entry))
+    return found
+
+
+def uid_of(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("Uid:"):
+                return [int(x) for x in line.split()[1:]]
+    return []
+
+
+def listener_processes(daemon_pid, timeout=10.0):
+    """(root side, sessions process) of the listener under `daemon_pid`."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        for child in children(daemon_pid):
+            grandchildren = children(child)
+            if len(grandchildren) == 1 and uid_of(child)[0] == 0:
+                return child, grandchildren[0]
+        time.sleep(0.1)
+    raise AssertionError("no listener process tree under mta -d")
+
+
+class Processes(smtptest.SmtpCase):
+    def test_sessions_run_as_the_spool_owner_and_the_root_side_stays_root(self):
+        if not mrtest.IS_ROOT:
+            self.skipTest("needs root: the privilege split")
+        root_side, sessions = listener_processes(self.box.daemon.pid)
+        self.assertEqual(uid_of(root_side), [0, 0, 0, 0])
+        self.assertEqual(uid_of(sessions), [smtptest.SPOOL_OWNER_UID] * 4)
+        with open(f"/proc/{sessions}/status") as f:
+            groups = [line for line in f if line.startswith("Groups:")][0].split()[1:]
+        self.assertEqual(groups, [])
+
+    def test_a_killed_listener_is_started_again(self):
+        if not mrtest.IS_ROOT:
+            self.skipTest("needs root: the privilege split")
+        root_side, sessions = listener_processes(self.box.daemon.pid)
+        os.kill(sessions, 9)
+        deadline = time.time() + 15
+        while time.time() < deadline:
+            try:
+                new_root, new_sessions = listener_processes(self.box.daemon.pid, timeout=1)
+                if new_sessions != sessions:
+                    break
+            except AssertionError:
+                pass
+        else:
+            self.fail("the listener was not started again")
+        smtptest.wait_port(self.box.smtp_port)
+        with self.box.smtp() as client:
+            client.ehlo()
+            client.sendmail("a@example.org", ["bob@test.example"], message("after restart"))
+        self.wait_delivered("bob")
+
+    def test_sigterm_stops_daemon_and_listener(self):
+        root_side, sessions = listener_processes(self.box.daemon.pid)
+        self.box.daemon.send_signal(15)
+        self.assertEqual(self.box.daemon.wait(30), 0)
+        for pid in (root_side, sessions):
+            self.assertFalse(os.path.exists(f"/proc/{pid}") and open(f"/proc/{pid}/stat").read().split()[2] != "Z")
+
+
+class Refusals(unittest.TestCase):
+    def test_a_root_owned_spool_stops_the_start(self):
+        if not mrtest.IS_ROOT:
+            self.skipTest("as another user the sessions run as that user")
+        box = smtptest.SmtpBox(submission=False, smtps=False)
+        self.addCleanup(box.cleanup)
+        os.chown(box.spool, 0, 0)
+        result = box.run("mta", ["-d"], timeout=30)
+        self.assertEqual(result.returncode, 78, result.stderr)
+        self.assertIn(b"will not run its sessions as root", result.stderr)
+
+    def test_submission_without_a_certificate_stops_the_start(self):
+        box = smtptest.SmtpBox(tls=False, smtps=False)
+        self.addCleanup(box.cleanup)
+        result = box.run("mta", ["-d"], timeout=30)
+        self.assertEqual(result.returncode, 78, result.stderr)
+        self.assertIn(b"need smtpd_tls_cert_file", result.stderr)
+
+    def test_a_port_in_use_stops_the_start(self):
+        box = smtptest.SmtpBox(submission=False, smtps=False)
+        self.addCleanup(box.cleanup)
+        with socket.socket() as taken:
+            taken.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            taken.bind(("127.0.0.1", box.smtp_port))
+            taken.listen()
+            result = box.run("mta", ["-d"], timeout=30)
+        self.assertEqual(result.returncode, 71, result.stderr)
+        self.assertIn(b"cannot listen on", result.stderr)
+
+
 class Relay(smtptest.SmtpCase):
     config = {"mynetworks": "192.0.2.0/24"}
 
