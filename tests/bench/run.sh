@@ -19,9 +19,13 @@
 #    table in build/bench/alias.txt): one message to a 100-member list into 100
 #    Maildirs, and a pipe alias; nss_wrapper users, BENCH_RUNS runs, BENCH_QUICK=1 a
 #    smoke run.
-# 6. Last, lmtpd against Dovecot's LMTP (tests/bench/bench_lmtp.py, table in
+# 6. Then lmtpd against Dovecot's LMTP (tests/bench/bench_lmtp.py, table in
 #    build/bench/lmtp.txt): smtp-source -L -s 8 -m 5000 -l 4096 into each, Maildir,
 #    fsync on both, BENCH_RUNS interleaved runs, then 200 sessions held.
+# 7. Last, mta -d's SMTP listener against a private Postfix's smtpd
+#    (tests/bench/bench_smtp.py, table in build/bench/smtp.txt): smtp-source -s 8
+#    -m 5000 -l 4096 into 127.0.0.1 until all are in the Maildir, BENCH_RUNS
+#    interleaved runs; STARTTLS handshakes/s; 500 plain and 500 TLS sessions held.
 #
 # Same conditions for both programs: both run as user nobody (setpriv, no user
 # switch inside either program), into folders owned by nobody under one mktemp -d
@@ -445,3 +449,12 @@ fi
 lmtp_args+=(--keep)
 echo
 "$python" "$here/bench_lmtp.py" "${lmtp_args[@]}" "$bin"
+# ---- SMTP benchmark: mta -d's listener against Postfix's smtpd -------------------------
+if [[ ${BENCH_QUICK:-0} == 1 ]]; then
+  smtp_args=(--runs 1 --messages 1000 --sessions-held 100 --tls-handshakes 200 --tls-held 100)
+else
+  smtp_args=(--runs "$RUNS")
+fi
+smtp_args+=(--keep)
+echo
+"$python" "$here/bench_smtp.py" "${smtp_args[@]}" "$bin"
