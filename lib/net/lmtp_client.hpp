@@ -11,6 +11,7 @@
 // with RSET first) and dropped after an error. A failed connect, a timeout or a
 // dialogue cut short defers every recipient not yet answered (4.4.1, 4.4.2).
 // DSN parameters (NOTIFY, ORCPT, RET, ENVID) go along when the server offers DSN.
+// The dialogue itself is MailClient's (mail_client.hpp), in its LMTP dialect.
 // Asio in the calling thread, no threads of its own; a copy of a client in a
 // forked process starts afresh (never uses its parent's connection).
 #pragma once
@@ -24,6 +25,7 @@
 #include <string_view>
 
 #include "core/result.hpp"
+#include "net/mail_client.hpp"
 #include "queue/mailbox_transport.hpp"
 
 namespace mailroom::net {
@@ -53,12 +55,11 @@ public:
     LmtpClient& operator=(const LmtpClient&) = delete;
 
 private:
-    struct Connection;
     LmtpDestination destination_;
     std::string helo_name_;
     std::chrono::seconds timeout_;
     pid_t owner_;
-    std::unique_ptr<Connection> connection_;
+    std::unique_ptr<MailClient> client_;
 };
 
 }  // namespace mailroom::net
