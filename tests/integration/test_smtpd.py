@@ -376,6 +376,30 @@ class Relay(smtptest.SmtpCase):
                                               r"to=<victim@far\.example> proto=ESMTP helo=<client\.example>")
 
 
+    @unittest.skipUnless(shutil.which("pflogsumm"), "pflogsumm is not installed (scripts/deps.sh installs it)")
+    def test_pflogsumm_counts_smtp_traffic_and_rejects(self):
+        from test_queue_log import grand_totals
+        with self.box.smtp() as client:
+            client.ehlo()
+            for n in range(3):
+                client.sendmail("a@example.org", ["bob@test.example"], message(f"counted {n}"))
+            client.mail("a@example.org")
+            client.rcpt("x@far.example")      # relay access denied
+            client.rcpt("y@far.example")
+            client.rcpt("nosuchuser@test.example")  # unknown user
+            client.rset()
+        self.wait_delivered("bob", 3)
+        self.box.stop()
+        dates = ["-d", "today"]
+        r = subprocess.run(["pflogsumm", "--syslog-name=mailroom"] + dates + [self.box.log], capture_output=True, timeout=60)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        report = r.stdout.decode(errors="replace")
+        totals = grand_totals(report)
+        self.assertEqual({k: totals.get(k) for k in ("received", "delivered", "rejected")},
+                         {"received": 3, "delivered": 3, "rejected": 3}, report)
+        self.assertIn("Relay access denied", report)
+
+
 class RelayAllowed(smtptest.SmtpCase):
     def test_relay_is_allowed_from_mynetworks(self):
         with self.box.smtp() as client:
