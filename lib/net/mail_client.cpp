@@ -6,17 +6,21 @@
 
 #include <algorithm>
 #include <cstring>
+#include <tuple>
+#include <variant>
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/generic/stream_protocol.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/ssl/stream.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 #include <fmt/format.h>
 
+#include "net/tls_client.hpp"
 #include "queue/queue_entry.hpp"
 #include "smtp/reply.hpp"
 
@@ -70,6 +74,21 @@ private:
 
 bool needs_utf8(std::string_view text) {
     return std::any_of(text.begin(), text.end(), [](char c) { return static_cast<unsigned char>(c) >= 0x80; });
+}
+
+std::string base64(std::string_view in) {
+    static constexpr char digits[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    std::string out;
+    for (size_t i = 0; i < in.size(); i += 3) {
+        uint32_t n = static_cast<uint32_t>(static_cast<unsigned char>(in[i])) << 16;
+        if (i + 1 < in.size()) n |= static_cast<uint32_t>(static_cast<unsigned char>(in[i + 1])) << 8;
+        if (i + 2 < in.size()) n |= static_cast<uint32_t>(static_cast<unsigned char>(in[i + 2]));
+        out += digits[(n >> 18) & 63];
+        out += digits[(n >> 12) & 63];
+        out += i + 1 < in.size() ? digits[(n >> 6) & 63] : '=';
+        out += i + 2 < in.size() ? digits[n & 63] : '=';
+    }
+    return out;
 }
 
 std::string upper(std::string word) {
@@ -148,10 +167,14 @@ struct MailClient::Connection {
 
     asio::io_context io;
     Protocol::socket socket{io};
+    // After STARTTLS every read and write goes through it (declared after the socket
+    // it refers to, so destroyed before it).
+    std::unique_ptr<asio::ssl::stream<Protocol::socket&>> tls;
     asio::steady_timer timer{io};
     std::chrono::seconds timeout;
     std::string input;  // read but not yet taken
-    bool pipelining = false, dsn = false, smtputf8 = false, size = false;
+    bool pipelining = false, dsn = false, smtputf8 = false, size = false, starttls = false;
+    bool auth = false, auth_plain = false, auth_login = false;
     bool used = false;    // carried a transaction: the next one begins with RSET
     bool broken = false;  // must not carry another transaction
     std::string failure;
@@ -192,8 +215,14 @@ struct MailClient::Connection {
 
     asio::awaitable<bool> send(std::string_view text) {
         timer.expires_after(timeout);
-        auto done = co_await (asio::async_write(socket, asio::buffer(text.data(), text.size()), tuple_awaitable) ||
-                              timer.async_wait(tuple_awaitable));
+        // (Two statements, not ?: with co_await in it: g++ 12 miscompiles that.)
+        std::variant<std::tuple<boost::system::error_code, size_t>, std::tuple<boost::system::error_code>> done;
+        if (tls)
+            done = co_await (asio::async_write(*tls, asio::buffer(text.data(), text.size()), tuple_awaitable) ||
+                             timer.async_wait(tuple_awaitable));
+        else
+            done = co_await (asio::async_write(socket, asio::buffer(text.data(), text.size()), tuple_awaitable) ||
+                             timer.async_wait(tuple_awaitable));
         if (done.index() != 0 || std::get<0>(std::get<0>(done))) {
             failure = done.index() != 0 ? "timeout" : "write error";
             broken = true;
@@ -212,8 +241,13 @@ struct MailClient::Connection {
                 if (input.size() > max_reply_line) co_return malformed("reply line too long");
                 char chunk[4096];
                 timer.expires_after(timeout);
-                auto got = co_await (socket.async_read_some(asio::buffer(chunk), tuple_awaitable) ||
-                                     timer.async_wait(tuple_awaitable));
+                std::variant<std::tuple<boost::system::error_code, size_t>, std::tuple<boost::system::error_code>> got;
+                if (tls)
+                    got = co_await (tls->async_read_some(asio::buffer(chunk), tuple_awaitable) ||
+                                    timer.async_wait(tuple_awaitable));
+                else
+                    got = co_await (socket.async_read_some(asio::buffer(chunk), tuple_awaitable) ||
+                                    timer.async_wait(tuple_awaitable));
                 if (got.index() != 0) co_return malformed("timeout");
                 auto [ec, n] = std::get<0>(got);
                 if (ec || n == 0) co_return malformed("lost connection");
@@ -241,14 +275,51 @@ struct MailClient::Connection {
     }
 
     void take_extensions(const Reply& hello) {
-        pipelining = dsn = smtputf8 = size = false;
+        pipelining = dsn = smtputf8 = size = starttls = auth = auth_plain = auth_login = false;
         for (size_t i = 1; i < hello.lines.size(); ++i) {
-            std::string word = upper(hello.lines[i].substr(0, hello.lines[i].find(' ')));
+            std::string line = upper(hello.lines[i]);
+            std::string word = line.substr(0, line.find_first_of(" ="));
             if (word == "PIPELINING") pipelining = true;
             if (word == "DSN") dsn = true;
             if (word == "SMTPUTF8") smtputf8 = true;
             if (word == "SIZE") size = true;
+            if (word == "STARTTLS") starttls = true;
+            if (word == "AUTH") {
+                // "AUTH PLAIN LOGIN", or the old "AUTH=PLAIN LOGIN".
+                auth = true;
+                std::string mechanisms = " " + line.substr(word.size() + 1) + " ";
+                for (auto& ch : mechanisms) ch = ch == '\t' ? ' ' : ch;
+                auth_plain = auth_plain || mechanisms.find(" PLAIN ") != std::string::npos;
+                auth_login = auth_login || mechanisms.find(" LOGIN ") != std::string::npos;
+            }
         }
+    }
+
+    // The TLS handshake on the connected socket; `why` says why it failed.
+    asio::awaitable<bool> handshake(TlsClientContext& context, const std::string& peer, bool verify, std::string& why) {
+        tls = std::make_unique<asio::ssl::stream<Protocol::socket&>>(socket, context.context());
+        if (auto prepared = context.prepare(tls->native_handle(), peer, verify); !prepared) {
+            why = prepared.error().context;
+            co_return false;
+        }
+        timer.expires_after(timeout);
+        auto done = co_await (tls->async_handshake(asio::ssl::stream_base::client, tuple_awaitable) ||
+                              timer.async_wait(tuple_awaitable));
+        if (done.index() != 0) {
+            why = "timeout";
+            co_return false;
+        }
+        if (auto [ec] = std::get<0>(done); ec) {
+            why = TlsClientContext::failure_reason(tls->native_handle(), ec.message());
+            co_return false;
+        }
+        co_return true;
+    }
+
+    std::string tls_facts() const {
+        if (!tls) return "";
+        const SSL* ssl = const_cast<asio::ssl::stream<Protocol::socket&>&>(*tls).native_handle();
+        return fmt::format("{} with cipher {}", SSL_get_version(ssl), SSL_CIPHER_get_name(SSL_get_current_cipher(ssl)));
     }
 };
 
@@ -359,20 +430,121 @@ OpenOutcome MailClient::open(const std::vector<SocketAddress>& addresses) {
                 co_return;
             }
             c.take_extensions(Reply{});
+        } else if (hello->code != 250) {
+            refuse(status_of_reply(hello->brief(), relay, "EHLO command"));
+            co_return;
+        } else {
+            c.take_extensions(*hello);
+        }
+        if (lmtp) {
             outcome.kind = OpenOutcome::Kind::open;
             co_return;
         }
-        if (hello->code != 250) {
-            refuse(status_of_reply(hello->brief(), relay, "EHLO command"));
-            co_return;
+
+        // STARTTLS per smtp_tls_security_level.
+        const bool encrypt = settings_.tls_level == TlsLevel::encrypt;
+        if (settings_.tls_level != TlsLevel::none) {
+            if (!settings_.tls) {
+                if (encrypt) {
+                    refuse(Status::temp("4.7.5", fmt::format("TLS is required, but unavailable here for host {}", relay)));
+                    co_return;
+                }
+            } else if (!c.starttls) {
+                if (encrypt) {
+                    refuse(Status::temp("4.7.4", fmt::format("TLS is required, but was not offered by host {}", relay)));
+                    co_return;
+                }
+            } else {
+                if (!co_await c.send("STARTTLS\r\n")) {
+                    refuse(Status::temp("4.4.2", fmt::format("lost connection with host {} while sending STARTTLS", relay)));
+                    co_return;
+                }
+                auto ready = co_await c.reply();
+                if (!ready) {
+                    refuse(Status::temp("4.4.2", fmt::format("host {}: {} in reply to STARTTLS", relay, c.failure)));
+                    co_return;
+                }
+                if (ready->code != 220) {
+                    if (encrypt) {
+                        refuse(Status::temp("4.7.5", fmt::format("TLS is required, but host {} refused to start TLS: {} {}",
+                                                                 relay, ready->code, smtp::reply_text(ready->text, 300))));
+                        co_return;
+                    }
+                    // may: go on in plaintext on this connection.
+                } else {
+                    // Nothing the server sent before the handshake may count after it
+                    // (a plaintext injection, CVE-2011-0411 style).
+                    c.input.clear();
+                    std::string why;
+                    if (!co_await c.handshake(*settings_.tls, settings_.tls_peer_name, encrypt, why)) {
+                        outcome.kind = encrypt ? OpenOutcome::Kind::refused : OpenOutcome::Kind::tls_failed;
+                        outcome.status = Status::temp("4.7.5", fmt::format("Cannot start TLS with host {}: {}", relay, why));
+                        c.broken = true;
+                        co_return;
+                    }
+                    if (!co_await c.send("EHLO " + settings_.helo_name + "\r\n")) {
+                        refuse(Status::temp("4.4.2", fmt::format("lost connection with host {} after STARTTLS", relay)));
+                        co_return;
+                    }
+                    auto again = co_await c.reply();
+                    if (!again || again->code != 250) {
+                        refuse(again ? status_of_reply(again->brief(), relay, "EHLO command")
+                                     : Status::temp("4.4.2", fmt::format("host {}: {} in reply to EHLO", relay, c.failure)));
+                        co_return;
+                    }
+                    c.take_extensions(*again);
+                }
+            }
         }
-        c.take_extensions(*hello);
+
+        // AUTH with the relayhost's credentials, when offered: never a password in the clear
+        // but to a loopback hop.
+        if (settings_.login && c.auth) {
+            auto auth_refused = [&](std::string why) {
+                refuse(Status::temp("4.7.0", fmt::format("SASL authentication failed; {}", why)));
+            };
+            if (!c.tls && !settings_.auth_in_clear) {
+                auth_refused(fmt::format("cannot authenticate to server {}: no mechanism available without TLS", relay));
+                co_return;
+            }
+            if (!c.auth_plain && !c.auth_login) {
+                auth_refused(fmt::format("cannot authenticate to server {}: no mechanism available", relay));
+                co_return;
+            }
+            std::vector<std::string> steps;
+            if (c.auth_plain) {
+                steps.push_back("AUTH PLAIN " + base64(std::string(1, '\0') + settings_.login->user + '\0' +
+                                                       settings_.login->password) + "\r\n");
+            } else {
+                steps = {"AUTH LOGIN\r\n", base64(settings_.login->user) + "\r\n",
+                         base64(settings_.login->password) + "\r\n"};
+            }
+            for (size_t i = 0; i < steps.size(); ++i) {
+                if (!co_await c.send(steps[i])) {
+                    refuse(Status::temp("4.4.2", fmt::format("lost connection with host {} while sending AUTH", relay)));
+                    co_return;
+                }
+                auto answer = co_await c.reply();
+                if (!answer) {
+                    refuse(Status::temp("4.4.2", fmt::format("host {}: {} in reply to AUTH", relay, c.failure)));
+                    co_return;
+                }
+                const int expected = i + 1 < steps.size() ? 334 : 235;
+                if (answer->code != expected) {
+                    auth_refused(fmt::format("server {} said: {} {}", relay, answer->code,
+                                             smtp::reply_text(answer->text, 300)));
+                    if (i + 1 < steps.size() && answer->code == 334) c.broken = true;
+                    co_return;
+                }
+            }
+        }
         outcome.kind = OpenOutcome::Kind::open;
+        outcome.tls = c.tls_facts();
     };
     c.run(body);
     if (outcome.kind != OpenOutcome::Kind::open) {
         if (!outcome.status) outcome.status = Status::temp("4.4.2", fmt::format("host {}: {}", relay, c.failure));
-        outcome.kind = OpenOutcome::Kind::refused;
+        if (outcome.kind == OpenOutcome::Kind::connect_failed) outcome.kind = OpenOutcome::Kind::refused;
         connection_.reset();
     }
     return outcome;

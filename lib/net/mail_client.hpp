@@ -6,7 +6,16 @@
 //
 // The dialect decides what differs: LMTP says LHLO and gets one reply per accepted
 // recipient after the data (RFC 2033); SMTP says EHLO (HELO after a 5xx to it) and
-// gets one reply for all.
+// gets one reply for all, and may do STARTTLS and AUTH:
+//   STARTTLS  tls_level none: never; may: when offered, unverified, and a server that
+//             refuses the command is spoken to in plaintext (a failed handshake is
+//             open()'s tls_failed: the caller connects again without TLS, as Postfix);
+//             encrypt: required (not offered: 4.7.4, nothing sent), the certificate
+//             verified (tls_client.hpp), TLS 1.2 or later. EHLO again after it.
+//   AUTH      with `login`, when the server offers AUTH: PLAIN, or LOGIN when only that
+//             is offered; only over TLS unless `auth_in_clear` (a loopback hop), else
+//             the session is refused 4.7.0 before a password is sent. A server that
+//             offers no AUTH gets the mail without it (as Postfix).
 //
 // open() connects and greets; transact() carries one message. Neither throws or
 // blocks past `timeout` per read or write. Every Status text names the server as
@@ -30,6 +39,8 @@
 
 namespace mailroom::net {
 
+class TlsClientContext;
+
 enum class Dialect { lmtp, smtp };
 
 // Where to connect: a socket address of any family (AF_UNIX, AF_INET, AF_INET6).
@@ -44,12 +55,24 @@ struct SocketAddress {
     bool is_loopback() const;
 };
 
+enum class TlsLevel { none, may, encrypt };
+
 struct ClientSettings {
     Dialect dialect = Dialect::lmtp;
     std::string helo_name;
     std::chrono::seconds timeout{300};
     // The server as texts name it: "/run/dovecot/lmtp", "host:24", "mx.example[192.0.2.1]:25".
     std::string relay;
+    // SMTP only (see above). tls_peer_name: the hop's host name, or the address of a
+    // relayhost given as an address literal; also the SNI name.
+    TlsLevel tls_level = TlsLevel::none;
+    std::shared_ptr<TlsClientContext> tls;
+    std::string tls_peer_name;
+    struct Login {
+        std::string user, password;
+    };
+    std::optional<Login> login;
+    bool auth_in_clear = false;
 };
 
 // How open() ended.
@@ -57,10 +80,12 @@ struct OpenOutcome {
     enum class Kind {
         open,            // ready for transact()
         connect_failed,  // no connection: try the next address
-        refused,         // the greeting or hello failed: `status` says how; try the next host
+        refused,         // greeting, hello, STARTTLS or AUTH failed: `status` says how; try the next host
+        tls_failed,      // the TLS handshake failed at `may`: the same address again without TLS
     };
     Kind kind = Kind::connect_failed;
     std::optional<mail::Status> status;  // for all but open
+    std::string tls;                     // open and encrypted: "TLSv1.3 with cipher X"
 };
 
 // How transact() ended: a Status per recipient, or nothing where none was decided
