@@ -3,7 +3,10 @@
 // its provenance (run_as), never read from the spool; then the Target is built and
 // handed to the launcher, which crosses to that user.
 //   mailbox, file, command  run_as -> Target -> launcher (relay=local)
-//   remote                  deferred 4.3.5 until the SMTP client exists (relay=none)
+//   remote                  deferred 4.3.5 "remote delivery not configured" (relay=none):
+//                           the runner hands remote leaves to its RemoteTransport when
+//                           one is attached (queue_runner.cpp), so they come here only
+//                           when the program attached none
 //   error                   the status it names (relay=none)
 // A leaf whose user this runner may not act as is skipped (no attempt counted):
 // a runner started as root delivers it.

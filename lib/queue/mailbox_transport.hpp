@@ -27,6 +27,7 @@ struct TransportRecipient {
 struct TransportResult {
     std::vector<Status> statuses;  // one per recipient
     std::string relay;             // for the log's relay= ("host[addr]:port", "/path/to/socket")
+    std::vector<std::string> relays;  // when not empty: each recipient's own relay= (remote delivery)
 };
 
 class MailboxTransport {

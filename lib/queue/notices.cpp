@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <cctype>
 
 #include "mail/address.hpp"
 #include "mail/bounce.hpp"
@@ -13,6 +14,30 @@ namespace {
 
 bool is_postmaster(const std::string& address) {
     return iequals_ascii(std::string_view(address).substr(0, address.rfind('@')), "postmaster");
+}
+
+// A remote SMTP server's reply as the SMTP transport words it, "host NAME[ADDR] said:
+// 550 5.1.1 text (in reply to RCPT TO command)": reported as Remote-MTA NAME and the
+// reply itself as the Diagnostic-Code (RFC 3464 "smtp; 550 5.1.1 text"), as Postfix's
+// DSNs do. Any other text (local reasons, LMTP servers, a refused connection) as it is.
+ReportedRecipient reported_recipient(std::string address, std::string original, Status status, std::time_t last_try) {
+    const std::string& text = status.text();
+    const size_t said = text.find(" said: ");
+    const size_t bracket = text.find('[');
+    if (text.starts_with("host ") && said != std::string::npos && bracket != std::string::npos && bracket < said &&
+        text.find(' ', 5) == said && said + 10 < text.size() &&
+        std::isdigit(static_cast<unsigned char>(text[said + 7])) && text[said + 10] == ' ') {
+        std::string host = text.substr(5, bracket - 5);
+        std::string reply = text.substr(said + 7);
+        if (size_t in_reply = reply.rfind(" (in reply to "); in_reply != std::string::npos && reply.back() == ')')
+            reply.resize(in_reply);
+        Status replied = status.is_permanent() ? Status::perm(status.code(), reply)
+                         : status.is_temporary() ? Status::temp(status.code(), reply)
+                                                 : status;
+        return ReportedRecipient{std::move(address), std::move(original), std::move(replied), std::move(host),
+                                 last_try};
+    }
+    return ReportedRecipient{std::move(address), std::move(original), std::move(status), "", last_try};
 }
 
 // A recipient or a leaf a notice may report on.
@@ -70,7 +95,7 @@ core::Result<std::string> queue_notice(const RunnerContext& context, const Locke
         Status status = kind == NoticeKind::failure
                             ? Status::perm(state.code[0] == '5' ? state.code : "5.0.0", state.text)
                             : Status::temp(state.code[0] == '4' ? state.code : "4.0.0", state.text);
-        request.recipients.push_back(ReportedRecipient{item.address, item.original, status, "", state.last_try});
+        request.recipients.push_back(reported_recipient(item.address, item.original, status, state.last_try));
     }
     auto notice = compose_notice(request, message);
     if (!notice) return core::unexpected(notice.error());

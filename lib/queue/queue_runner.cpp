@@ -6,6 +6,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <cctype>
 #include <chrono>
 #include <ctime>
 
@@ -114,9 +115,11 @@ void log_outcome(const RunnerContext& context, const LockedEntry& entry, const L
     const auto& envelope = entry.envelope();
     double arrival = static_cast<double>(envelope.arrival_micros) / 1e6;
     std::string orig = iequals_ascii(leaf.address, original) ? "" : ", orig_to=<" + original + ">";
-    const core::Logger& log = attempt.relay == "local"  ? context.logs.local
-                              : attempt.relay == "none" ? context.logs.qmgr
-                                                        : context.logs.lmtp;
+    // Remote leaves through the SMTP transport log as Postfix's smtp, relay=none included.
+    const core::Logger& log = leaf.kind == LeafKind::remote && context.remote_transport ? context.logs.smtp
+                              : attempt.relay == "local"                                  ? context.logs.local
+                              : attempt.relay == "none"                                   ? context.logs.qmgr
+                                                                                          : context.logs.lmtp;
     log.info(fmt::format("{}: to=<{}>{}, relay={}, delay={}, delays={}/0/0/{}, {}", entry.id(), leaf.address, orig,
                          attempt.relay, seconds_text(finished - arrival), seconds_text(started - arrival),
                          seconds_text(finished - started), status.to_log()));
@@ -237,10 +240,66 @@ bool expand_due(const RunnerContext& context, LockedEntry& entry, std::time_t no
     return true;
 }
 
-// Phase 2: the due leaves in batches of writes_in_flight. A batch's leaves are all
-// begun (their users' delivery agents write at once), then finished; their outcomes
-// are recorded in one append with one sync, then logged. After a crash only the
-// leaves of one batch can be delivered twice (docs/spool.md "Crash windows").
+// A batch: due leaves delivered together and recorded with one append. Remote
+// leaves (with a transport attached) go in batches of their own, one destination
+// and at most the transport's recipient limit each: one SMTP transaction.
+struct Batch {
+    std::vector<size_t> items;  // indexes into the due list
+    bool remote = false;
+    std::string domain;  // remote: the first recipient's domain
+};
+
+std::string_view domain_of(std::string_view address) {
+    size_t at = address.rfind('@');
+    return at == std::string_view::npos ? std::string_view() : address.substr(at + 1);
+}
+
+// The remote leaf's address: its target (the expander's), else the address itself.
+const std::string& remote_address(const Leaf& leaf) { return leaf.target.empty() ? leaf.address : leaf.target; }
+
+std::vector<Batch> plan_batches(const RunnerContext& context, const std::vector<Due>& due) {
+    std::vector<Batch> batches;
+    std::vector<Batch> remote;        // open remote batches, by destination in order of first appearance
+    std::vector<std::string> keys;    // their destinations
+    Batch local;
+    for (size_t i = 0; i < due.size(); ++i) {
+        if (context.remote_transport && due[i].leaf.kind == LeafKind::remote) {
+            // Domains are case-insensitive: FAR.example and far.example are one destination.
+            std::string domain(domain_of(remote_address(due[i].leaf)));
+            for (auto& c : domain) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+            std::string key = context.remote_transport->destination(domain);
+            size_t k = std::find(keys.begin(), keys.end(), key) - keys.begin();
+            if (k == keys.size()) {
+                keys.push_back(key);
+                remote.push_back(Batch{{}, true, domain});
+            }
+            remote[k].items.push_back(i);
+            if (remote[k].items.size() >= std::max<size_t>(1, context.remote_transport->recipient_limit())) {
+                batches.push_back(std::move(remote[k]));
+                remote[k] = Batch{{}, true, domain};
+            }
+            continue;
+        }
+        local.items.push_back(i);
+        if (local.items.size() == writes_in_flight) {
+            batches.push_back(std::move(local));
+            local = Batch{};
+        }
+    }
+    if (!local.items.empty()) batches.push_back(std::move(local));
+    for (auto& batch : remote) {
+        if (!batch.items.empty()) batches.push_back(std::move(batch));
+    }
+    // Local batches first, in due order, then the remote ones.
+    std::stable_partition(batches.begin(), batches.end(), [](const Batch& b) { return !b.remote; });
+    return batches;
+}
+
+// Phase 2: the due leaves in batches (plan_batches). A local batch's leaves are
+// all begun (their users' delivery agents write at once), then finished; a remote
+// batch is one call to the remote transport. A batch's outcomes are recorded in
+// one append with one sync, then logged. After a crash only the leaves of one
+// batch can be delivered twice (docs/spool.md "Crash windows").
 bool deliver_due(const RunnerContext& context, LockedEntry& entry, const Message& message, std::time_t now,
                  const std::vector<Due>& due, EntryRun& run) {
     const Envelope& envelope = entry.envelope();
@@ -250,15 +309,23 @@ bool deliver_due(const RunnerContext& context, LockedEntry& entry, const Message
         Attempt attempt;
         double started, finished;
     };
-    for (size_t first = 0; first < due.size(); first += writes_in_flight) {
-        const size_t end = std::min(due.size(), first + writes_in_flight);
+    const std::vector<Batch> batches = plan_batches(context, due);
+    for (size_t b = 0; b < batches.size(); ++b) {
+        const Batch& batch = batches[b];
         std::vector<BegunAttempt> begun;
         std::vector<double> started;
-        // local_transport = lmtp:...: the batch's mailbox leaves make one transaction.
+        // local_transport = lmtp:...: the batch's mailbox leaves make one transaction;
+        // a remote batch is one transaction of the remote transport.
         std::vector<size_t> by_transport;
         std::vector<TransportRecipient> transport_recipients;
-        for (size_t i = first; i < end; ++i) {
+        for (size_t i : batch.items) {
             started.push_back(context.clock->now_seconds());
+            if (batch.remote) {
+                by_transport.push_back(begun.size());
+                transport_recipients.push_back({remote_address(due[i].leaf), envelope.dsn(due[i].recipient)});
+                begun.push_back(Attempt{});
+                continue;
+            }
             if (context.mailbox_transport_required && !context.mailbox_transport &&
                 due[i].leaf.kind == LeafKind::mailbox) {
                 begun.push_back(Attempt{Attempt::Kind::tried,
@@ -267,7 +334,7 @@ bool deliver_due(const RunnerContext& context, LockedEntry& entry, const Message
                 continue;
             }
             if (context.mailbox_transport && due[i].leaf.kind == LeafKind::mailbox) {
-                by_transport.push_back(i - first);
+                by_transport.push_back(begun.size());
                 transport_recipients.push_back({due[i].leaf.address, envelope.dsn(due[i].recipient)});
                 begun.push_back(Attempt{});
                 continue;
@@ -275,17 +342,23 @@ bool deliver_due(const RunnerContext& context, LockedEntry& entry, const Message
             begun.push_back(begin_leaf(context, message, envelope, due[i].leaf, envelope.recipients[due[i].recipient]));
         }
         if (!by_transport.empty()) {
-            TransportResult sent = context.mailbox_transport->deliver(message, envelope, transport_recipients);
+            TransportResult sent =
+                batch.remote ? context.remote_transport->deliver(message, envelope, batch.domain, transport_recipients)
+                             : context.mailbox_transport->deliver(message, envelope, transport_recipients);
             for (size_t j = 0; j < by_transport.size(); ++j) {
-                Status status = j < sent.statuses.size() ? sent.statuses[j]
-                                                         : Status::temp("4.3.0", "no outcome from the LMTP server");
-                begun[by_transport[j]] = Attempt{Attempt::Kind::tried, std::move(status), sent.relay, ""};
+                Status status = j < sent.statuses.size()
+                                    ? sent.statuses[j]
+                                    : Status::temp("4.3.0", batch.remote ? "no outcome from the SMTP transport"
+                                                                         : "no outcome from the LMTP server");
+                std::string relay = j < sent.relays.size() && !sent.relays[j].empty() ? sent.relays[j] : sent.relay;
+                if (relay.empty()) relay = "none";
+                begun[by_transport[j]] = Attempt{Attempt::Kind::tried, std::move(status), std::move(relay), ""};
             }
         }
         std::vector<Tried> tried;
         for (size_t k = 0; k < begun.size(); ++k) {
             Attempt attempt = finish_leaf(std::move(begun[k]));
-            tried.push_back(Tried{&due[first + k], std::move(attempt), started[k], context.clock->now_seconds()});
+            tried.push_back(Tried{&due[batch.items[k]], std::move(attempt), started[k], context.clock->now_seconds()});
         }
 
         std::vector<StateRecord> outcomes;
@@ -306,7 +379,7 @@ bool deliver_due(const RunnerContext& context, LockedEntry& entry, const Message
         }
         // Recorded, then logged: a kill between the two leaves no "sent" line for a
         // delivery the next runner makes again (test_queue_crash.py counts them).
-        bool recorded = record(context, entry, outcomes, run, end == due.size());
+        bool recorded = record(context, entry, outcomes, run, b + 1 == batches.size());
         for (size_t k = 0; k < tried.size(); ++k) {
             if (tried[k].attempt.kind == Attempt::Kind::skipped) continue;
             const Due& item = *tried[k].item;

@@ -18,7 +18,8 @@ core::Logger open_role(const std::string& role, const std::string& destination, 
 
 RunnerLogs RunnerLogs::open(const std::string& destination, bool echo_to_stderr) {
     return RunnerLogs{open_role("qmgr", destination, echo_to_stderr), open_role("local", destination, echo_to_stderr),
-                      open_role("bounce", destination, echo_to_stderr), open_role("lmtp", destination, echo_to_stderr)};
+                      open_role("bounce", destination, echo_to_stderr), open_role("lmtp", destination, echo_to_stderr),
+                      open_role("smtp", destination, echo_to_stderr)};
 }
 
 RunnerContext RunnerContext::from_config(const core::Config& config, const Spool& spool, bool echo_to_stderr) {

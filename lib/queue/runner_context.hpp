@@ -19,6 +19,7 @@
 #include "delivery/run_as.hpp"
 #include "queue/mailbox_transport.hpp"
 #include "queue/queue_policy.hpp"
+#include "queue/remote_transport.hpp"
 #include "queue/spool.hpp"
 
 namespace mailroom::mail {
@@ -29,6 +30,7 @@ struct RunnerLogs {
     core::Logger local;
     core::Logger bounce;
     core::Logger lmtp;  // deliveries through local_transport = lmtp:...
+    core::Logger smtp = core::Logger::to_stderr("smtp");  // remote deliveries (the SMTP transport)
 
     // The `log` destination of the configuration; a log that cannot be opened
     // falls back to stderr rather than stopping delivery. echo: also on stderr (-v).
@@ -58,6 +60,9 @@ struct RunnerContext {
     // Set by from_config when local_transport is not "local": then a mailbox leaf
     // without a transport attached is deferred, never written here by mistake.
     bool mailbox_transport_required = false;
+    // Remote leaves go there (queue/remote_transport.hpp), grouped by destination;
+    // none: they are deferred 4.3.5 "remote delivery not configured".
+    std::shared_ptr<RemoteTransport> remote_transport;
 
     // The real thing: settings and logs from `config`, accounts through NSS, the
     // system clock, this process's rights.
