@@ -4,6 +4,7 @@
 #include <signal.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -60,7 +61,18 @@ core::Result<core::Credentials> spool_owner(const mail::Spool& spool) {
 
 // --- the sessions process ---
 
+// A session holds its socket and, in a transaction, its queue file: 1000 sessions
+// need more than the usual soft limit of 1024 descriptors. The hard limit is the
+// administrator's word.
+void raise_descriptor_limit(const core::Logger& log) {
+    struct rlimit limit {};
+    if (::getrlimit(RLIMIT_NOFILE, &limit) != 0 || limit.rlim_cur >= limit.rlim_max) return;
+    limit.rlim_cur = limit.rlim_max == RLIM_INFINITY ? 65536 : limit.rlim_max;
+    if (::setrlimit(RLIMIT_NOFILE, &limit) != 0) log.warning(fmt::format("setrlimit NOFILE: {}", std::strerror(errno)));
+}
+
 int run_sessions(const core::Config& config, SmtpdSetup& setup, int channel, const core::Logger& log) {
+    raise_descriptor_limit(log);
     auto spool = mail::Spool::open(config.str("spool_dir"));
     if (!spool) {
         log.error("cannot open the spool: " + spool.error().message());
