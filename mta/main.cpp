@@ -135,7 +135,7 @@ int run(const Options& options) {
     }
     auto context = mail::RunnerContext::from_config(*config, *spool);
     if (auto attached = mailroom::net::attach_transports(context, *config); !attached)
-        return fail(EX_CONFIG, "local_transport: " + attached.error().message());
+        return fail(EX_CONFIG, attached.error().message());
 
     if (options.mode == Mode::daemon) {
         // One daemon per spool: a second one would only double the scans.

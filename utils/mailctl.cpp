@@ -156,7 +156,7 @@ int flush(const core::Config& config) {
     if (auto stop = open_spool_as_admin(config, "flush (no daemon runs)", admin)) return *stop;
     auto context = mail::RunnerContext::from_config(config, *admin);
     if (auto attached = mailroom::net::attach_transports(context, config); !attached)
-        return fail(EX_CONFIG, "local_transport: " + attached.error().message());
+        return fail(EX_CONFIG, attached.error().message());
     admin->sweep_tmp(context.clock->now(), 86400);
     auto summary = mail::run_queue_once(context, true);
     if (!summary) return fail(EX_TEMPFAIL, "cannot scan the queue (" + summary.error().message() + ")");

@@ -99,9 +99,12 @@ std::string upper(std::string word) {
 }  // namespace
 
 mail::Status status_of_reply(const ReplyLines& reply, const std::string& relay, std::string_view command) {
-    std::string text = fmt::format("host {} said: {} {} (in reply to {})", relay, reply.code,
-                                   smtp::reply_text(reply.text, 300), command);
     const int cls = reply.code / 100;
+    // A success is logged as the reply alone ("250 2.0.0 Ok: queued as 4XyZ"), a
+    // refusal with who said it in reply to what: both as Postfix's smtp and lmtp.
+    std::string text = cls == 2 ? fmt::format("{} {}", reply.code, smtp::reply_text(reply.text, 300))
+                                : fmt::format("host {} said: {} {} (in reply to {})", relay, reply.code,
+                                              smtp::reply_text(reply.text, 300), command);
     std::string code = cls == 2 ? "2.0.0" : cls == 4 ? "4.0.0" : "5.0.0";
     if (reply.text.size() >= 5 && reply.text[0] - '0' == cls && reply.text[1] == '.') {
         size_t end = reply.text.find(' ');
@@ -194,7 +197,9 @@ struct MailClient::Connection {
 
     asio::awaitable<bool> connect(const SocketAddress& address) {
         boost::system::error_code ec;
-        socket.open(Protocol(address.family(), SOCK_STREAM), ec);
+        // (generic::stream_protocol's second argument is the protocol number: 0, the
+        // family's own stream protocol; SOCK_STREAM there would ask AF_INET for ICMP.)
+        socket.open(Protocol(address.family(), 0), ec);
         if (ec) {
             failure = ec.message();
             co_return false;
@@ -372,14 +377,16 @@ OpenOutcome MailClient::open(const std::vector<SocketAddress>& addresses) {
     }
     if (!connection_) {
         outcome.kind = OpenOutcome::Kind::connect_failed;
-        outcome.status = Status::temp("4.4.1", fmt::format("connect to {}: {}", relay, connect_failure));
+        outcome.status = Status::temp("4.4.1", fmt::format("connect to {}: {}",
+                                                           settings_.connect_relay.empty() ? relay : settings_.connect_relay,
+                                                           connect_failure));
         return outcome;
     }
     Connection& c = *connection_;
+    // A refusal leaves the connection as it is: when it still works, QUIT ends it.
     auto refuse = [&](Status status) {
         outcome.kind = OpenOutcome::Kind::refused;
         outcome.status = std::move(status);
-        c.broken = true;
     };
     auto body = [&]() -> asio::awaitable<void> {
         auto greeting = co_await c.reply();
@@ -545,7 +552,7 @@ OpenOutcome MailClient::open(const std::vector<SocketAddress>& addresses) {
     if (outcome.kind != OpenOutcome::Kind::open) {
         if (!outcome.status) outcome.status = Status::temp("4.4.2", fmt::format("host {}: {}", relay, c.failure));
         if (outcome.kind == OpenOutcome::Kind::connect_failed) outcome.kind = OpenOutcome::Kind::refused;
-        connection_.reset();
+        quit();
     }
     return outcome;
 }

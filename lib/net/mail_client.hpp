@@ -63,6 +63,8 @@ struct ClientSettings {
     std::chrono::seconds timeout{300};
     // The server as texts name it: "/run/dovecot/lmtp", "host:24", "mx.example[192.0.2.1]:25".
     std::string relay;
+    // For "connect to X: ..." when set: the SMTP transport's "host[addr]:port".
+    std::string connect_relay;
     // SMTP only (see above). tls_peer_name: the hop's host name, or the address of a
     // relayhost given as an address literal; also the SNI name.
     TlsLevel tls_level = TlsLevel::none;

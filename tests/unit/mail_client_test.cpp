@@ -331,8 +331,7 @@ TEST_CASE("An SMTP transaction is EHLO, MAIL, a RCPT per recipient and DATA, and
         for (const auto& status : sent.statuses) {
             REQUIRE(status);
             CHECK(status->is_ok());
-            CHECK(status->text() ==
-                  "host fake.example[127.0.0.1] said: 250 2.0.0 Ok: queued as 4XyZ (in reply to end of DATA command)");
+            CHECK(status->text() == "250 2.0.0 Ok: queued as 4XyZ");
         }
         CHECK(sent.lost.empty());
         client.quit();
@@ -568,7 +567,7 @@ TEST_CASE("At tls level may a failed handshake is reported as such, for the call
     CHECK_FALSE(client.is_open());
 }
 
-TEST_CASE("At tls level encrypt a server without STARTTLS is refused 4.7.4 and nothing is sent after EHLO",
+TEST_CASE("At tls level encrypt a server without STARTTLS is refused 4.7.4 and nothing is sent after EHLO but QUIT",
           "[mail_client]") {
     TempDir tmp;
     FakeSmtpServer server(tmp, Script{});
@@ -581,7 +580,7 @@ TEST_CASE("At tls level encrypt a server without STARTTLS is refused 4.7.4 and n
         CHECK(opened.status->code() == "4.7.4");
         CHECK(opened.status->text() == "TLS is required, but was not offered by host fake.example[127.0.0.1]");
     }
-    CHECK(server.received() == "#CONNECT\r\nEHLO mx.example\r\n");
+    CHECK(server.received() == "#CONNECT\r\nEHLO mx.example\r\nQUIT\r\n");
 }
 
 TEST_CASE("At tls level encrypt an untrusted certificate is refused, a trusted one with the right name is used",
