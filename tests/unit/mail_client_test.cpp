@@ -510,7 +510,12 @@ TEST_CASE("At tls level none STARTTLS is never sent, even when offered", "[mail_
     script.extensions = {"STARTTLS"};
     FakeSmtpServer server(tmp, script);
     {
-        MailClient client(smtp_settings(TlsLevel::none));
+        // Even with a TLS context at hand: the level decides.
+        ClientSettings settings = smtp_settings(TlsLevel::none);
+        auto tls = TlsClientContext::make("");
+        REQUIRE(tls);
+        settings.tls = *tls;
+        MailClient client(settings);
         auto opened = client.open({server.address()});
         REQUIRE(opened.kind == OpenOutcome::Kind::open);
         CHECK(opened.tls.empty());
@@ -635,7 +640,9 @@ TEST_CASE("AUTH PLAIN sends the credentials in one line, over TLS", "[mail_clien
     const size_t tls = received.find("#TLS");
     REQUIRE(tls != std::string::npos);
     // base64("\0user\0pass")
-    CHECK(received.find("AUTH PLAIN AHVzZXIAcGFzcw==\r\n") > tls);
+    const size_t auth = received.find("AUTH PLAIN AHVzZXIAcGFzcw==\r\n");
+    REQUIRE(auth != std::string::npos);
+    CHECK(auth > tls);
     CHECK(count_of(received, "AUTH") == 1);
 }
 
