@@ -82,6 +82,11 @@ class Sandbox:
             "lock_timeout": "10s",
             # Never the machine's /etc/aliases: a test writes its own (self.aliases).
             "aliases": os.path.join(self.dir, "aliases"),
+            # Never the machine's DNS servers or another host: remote recipients are
+            # looked up at a loopback port where nothing answers (a prompt temporary
+            # failure, so they are deferred); a test of remote delivery sets its own
+            # smtp_dns_servers (a stub) or relayhost, which the later line overrides.
+            "smtp_dns_servers": "127.0.0.1:1",
         }
         settings.update(config)
         self.conf = self.write("mailroom.conf",
