@@ -102,9 +102,11 @@ class ScriptedServer(socketserver.ThreadingTCPServer):
     allow_reuse_address = True
     daemon_threads = True
 
-    def __init__(self, address, cert=None, key=None, rcpt_replies=None, credentials=("user", "secret")):
+    def __init__(self, address, cert=None, key=None, rcpt_replies=None, credentials=("user", "secret"),
+                 tls_broken=False):
         super().__init__(address, ScriptedHandler)
         self.cert, self.key = cert, key
+        self.tls_broken = tls_broken  # answer STARTTLS 220, then plaintext garbage instead of a handshake
         self.rcpt_replies = rcpt_replies or {}
         self.credentials = credentials
         self.events = []  # (connection number, tls, line)
@@ -172,6 +174,9 @@ class ScriptedHandler(socketserver.StreamRequestHandler):
                     self.send(("250 " if i == len(lines) - 1 else "250-") + text)
             elif verb == "STARTTLS" and server.cert and not self.tls:
                 self.send("220 2.0.0 Ready to start TLS")
+                if server.tls_broken:
+                    self.send("this is not a TLS handshake")
+                    return
                 context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
                 context.load_cert_chain(server.cert, server.key)
                 try:
@@ -410,11 +415,29 @@ class ToScriptedServer(mrtest.TestCase):
         self.assertEqual([line for _, _, line in server.commands()].count("RSET"), 2)
         self.assertEqual(self.box.queued(), [])
 
+    def test_at_may_a_failed_handshake_is_followed_by_the_same_host_in_plaintext(self):
+        server = self.serve(cert=self.cert, key=self.key, tls_broken=True)
+        self.configure(smtp_tls_security_level="may")
+        queue(self.box, ["bob@far.example"], "plaintext after a failed handshake")
+        self.assertExit(self.box.mta(["-q"]), 0)
+        self.assertEqual(len(server.messages), 1, log_text(self.box))
+        self.assertEqual(server.connections, 2)
+        by_connection = [(n, line) for n, _, line in server.commands()]
+        self.assertIn((1, "STARTTLS"), by_connection)
+        self.assertNotIn((2, "STARTTLS"), by_connection)
+        self.assertEqual(self.box.queued(), [])
+
     def test_a_bad_password_file_or_relayhost_stops_mta_with_exit_78(self):
         self.configure(smtp_sasl_password_file=os.path.join(self.box.dir, "missing"))
         result = self.box.mta(["-q"])
         self.assertExit(result, 78)
         self.assertIn("smtp_sasl_password_file", result.stderr.decode())
+        self.configure(smtp_sasl_password_file="", relayhost="[127.0.0.1")
+        result = self.box.mta(["-q"])
+        self.assertExit(result, 78)
+        self.assertIn("relayhost", result.stderr.decode())
+        result = self.box.run("mailctl", ["flush"])
+        self.assertExit(result, 78)
 
 
 def can_listen(address, port):
