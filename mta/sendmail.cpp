@@ -47,6 +47,7 @@
 #include "queue/queue_runner.hpp"
 #include "queue/queue_submission.hpp"
 #include "mail/sendmail_options.hpp"
+#include "delivery/routing.hpp"
 #include "sibling_exec.hpp"
 
 namespace core = mailroom::core;
@@ -66,6 +67,19 @@ int fail(int code, const std::string& what) {
 std::vector<std::string> with_config(std::vector<std::string> args, const core::ConfigSource& source) {
     if (source.named) args.insert(args.begin(), {"-C", source.path});
     return args;
+}
+
+// Whether the queued entry names a recipient outside mydestination. (One that an
+// alias turns into a remote address is found only at delivery: it waits for the
+// daemon's next scan.)
+bool has_remote_recipient(const core::Config& config, const mail::Spool& spool, const std::string& id) {
+    auto entry = mail::read_entry(spool, mail::QueueFolder::queue, id);
+    if (!entry) return false;
+    auto routing = mail::RoutingSettings::from_config(config);
+    for (const auto& recipient : entry->envelope.recipients) {
+        if (mail::route_address(recipient, routing).kind == mail::Route::Kind::remote) return true;
+    }
+    return false;
 }
 
 // The other modes are other programs' jobs: hand over, keeping -C.
@@ -164,7 +178,8 @@ int submit(const mail::SendmailOptions& options, const core::ConfigSource& sourc
     // -odi with local_transport = lmtp:...: the runner that has the LMTP client does
     // it, in the foreground (sendmail itself stays free of the network code, so that
     // it starts fast). The message is queued whatever happens.
-    if (config.str("local_transport") != "local") {
+    // So does a message with a remote recipient: SMTP is the runner's (mta's) too.
+    if (config.str("local_transport") != "local" || has_remote_recipient(config, *spool, queued->id)) {
         (void)exec_sibling("mta", with_config({"-q", "-I", queued->id}, source));
         return EX_OK;  // queued: a runner delivers it later if mta could not start
     }

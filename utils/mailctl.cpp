@@ -209,7 +209,7 @@ int trace(const core::Config& config, std::vector<std::string> args) {
     auto environment = mail::ExpansionEnvironment::from_config(config, users);
     auto local = mail::LocalDeliverySettings::from_config(config);
     mail::TraceContext context{environment.settings, *environment.sources, *environment.sources, *users, local,
-                               environment.run_as, mail::DeliveryRights::of_this_process()};
+                               environment.run_as, mail::DeliveryRights::of_this_process(), config.str("relayhost")};
     int exit_code = EX_OK;
     for (const auto& address : args) {
         auto result = mail::trace_address(address, context);

@@ -33,13 +33,14 @@ struct TraceContext {
     const LocalDeliverySettings& local;
     RunAsSettings run_as;
     DeliveryRights rights;
+    std::string relayhost;  // as configured: where remote leaves go; "" = their MX hosts
 };
 
 struct Trace {
     std::vector<std::string> lines;  // the address, then one indented line per step
     std::string json;                // the same tree as one JSON object (no newline)
     // The worst of the leaves: 0 deliverable; 65 bad address; 67 unknown user;
-    // 75 would be deferred (remote delivery not configured, a lookup that failed);
+    // 75 would be deferred (a lookup that failed);
     // otherwise the sysexits code of the bounce (sysexits of Status).
     int exit_code = 0;
 };

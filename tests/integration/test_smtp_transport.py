@@ -280,6 +280,14 @@ class ToSmtpSink(mrtest.TestCase):
                                    rf"relay=127\.0\.0\.1\[127\.0\.0\.1\]:{self.port}, delay=[\d.]+, "
                                    r"delays=[\d.]+/0/0/[\d.]+, dsn=2\.0\.0, status=sent \(250 2\.0\.0 Ok")
 
+    def test_sendmail_odi_delivers_a_remote_recipient_before_it_exits(self):
+        # sendmail has no SMTP client: for a remote recipient it runs `mta -q -I ID`.
+        sink = self.start_sink()
+        r = self.box.sendmail(["-odi", "-f", "alice", "bob@far.example"], mrtest.message("odi remote"))
+        self.assertExit(r, 0)
+        self.assertEqual(len(sink.dumps()), 1, log_text(self.box))
+        self.assertEqual(self.box.queued(), [])
+
     def test_a_4xx_defers_and_the_next_run_delivers_exactly_once(self):
         self.start_sink("-r", "RCPT").stop()  # refuses every recipient for now
         self.sinks[-1].process.wait()

@@ -60,8 +60,9 @@ struct Fixture {
         expansion.routing = {"host.example", {"host.example", "localhost"}, "+"};
         local.mail_spool_dir = "/var/mail";
     }
+    std::string relayhost;
     Trace trace(const std::string& address) {
-        TraceContext context{expansion, world, world, world, local, RunAsSettings{}, DeliveryRights::root()};
+        TraceContext context{expansion, world, world, world, local, RunAsSettings{}, DeliveryRights::root(), relayhost};
         return trace_address(address, context);
     }
 };
@@ -85,8 +86,13 @@ TEST_CASE("mailctl trace shows a local user's mailbox, an unknown user, a remote
     CHECK(broken.exit_code == 75);
     CHECK_THAT(broken.lines.back(), Catch::StartsWith("  -> deferred: user lookup failed"));
     auto remote = f.trace("x@elsewhere.example");
-    CHECK(remote.exit_code == 75);
+    CHECK(remote.exit_code == 0);
     CHECK(remote.lines[1] == "  remote address x@elsewhere.example: domain not in mydestination");
+    CHECK(remote.lines.back() == "    -> remote: SMTP to the MX hosts of elsewhere.example (its A/AAAA when it has none)");
+    f.relayhost = "[smtp.example]:587";
+    auto relayed = f.trace("x@elsewhere.example");
+    CHECK(relayed.lines.back() == "    -> remote: SMTP to the relayhost [smtp.example]:587");
+    CHECK_THAT(relayed.json, Catch::Contains("\"remote\": {\"relayhost\": \"[smtp.example]:587\", \"domain\": \"elsewhere.example\"}"));
     auto bad = f.trace("a b@\x1b[2J");
     CHECK(bad.exit_code == 65);
     CHECK(bad.lines[0].find('\x1b') == std::string::npos);
