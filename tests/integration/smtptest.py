@@ -80,6 +80,11 @@ class SmtpBox(mrtest.Sandbox):
                 f.write(f"{kind} required {PAM_MATRIX} passdb={self.passdb}\n")
         self.daemon = None
 
+    def add_config(self, **settings):
+        """Appends `key = value` lines to the box's mailroom.conf (before start())."""
+        with open(self.conf, "a") as f:
+            f.write("".join(f"{k} = {v}\n" for k, v in settings.items()))
+
     def env(self, **extra):
         env = super().env(**extra)
         if os.path.exists(PAM_WRAPPER):
