@@ -38,7 +38,8 @@ The exact command of the default run (BIN_DIR defaults to build/bin):
    sessions, each: connect, greeting, EHLO, STARTTLS, 220, a full TLS 1.3 handshake
    (no resumption; the client verifies the certificate), QUIT inside TLS, 221,
    close. Handshakes/s = K / wall time; the servers' tree CPU and the client's own
-   CPU per handshake. Same self-signed RSA 2048 certificate and key for both
+   CPU per handshake (the client shares the machine's CPUs, so the rate is bounded
+   by both; 1000 / server CPU ms is shown as handshakes/s per server core). Same self-signed RSA 2048 certificate and key for both
    (mailroom: smtpd_tls_cert_file / smtpd_tls_key_file; Postfix: the same keys and
    smtpd_tls_security_level = may), set for every part, throughput included. RUNS
    runs each, interleaved, after a warm-up of 100; medians. Parts 1 and 3 run on the
@@ -65,7 +66,10 @@ Runs as root. Everything lives in one mktemp -d folder, removed at the end unles
 --keep; only 127.0.0.1 is listened on; /etc/postfix is only read (master.cf copied);
 only processes started here are signalled (mta -d by its Popen, Postfix through
 `postfix -c ETC stop`). The 1-minute load average (and any compiler seen running) is
-noted before every measured run. The table goes to stdout and to FILE
+noted before every measured run, and after it the CPU the rest of the machine used
+meanwhile (busy time from /proc/stat minus the server tree, the client and this
+script) and the hypervisor's steal time: the load includes the previous run's own
+processes, the CPU of others does not. The table goes to stdout and to FILE
 (build/bench/smtp.txt); progress to stderr.
 """
 import argparse
@@ -128,6 +132,8 @@ def parse_args():
     p.add_argument("--timeout", type=float, default=600, help="seconds per throughput run (600)")
     p.add_argument("--out", default=str(TOP / "build" / "bench" / "smtp.txt"))
     p.add_argument("--keep", action="store_true", help="keep the work folder (logs, Maildirs)")
+    p.add_argument("--commit", help="the commit BIN_DIR was built from, for the table "
+                                    "(default: HEAD of this tree, which may differ)")
     a = p.parse_args()
     a.parts = [x.strip() for x in a.parts.split(",") if x.strip()]
     for part in a.parts:
@@ -154,6 +160,34 @@ def busy_note() -> str:
     if seen:
         note += " BUSY: " + ",".join(sorted(seen)) + " running"
     return note
+
+
+def _cpu_ticks():
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    # user nice system idle iowait irq softirq steal ...
+    return sum(v[:8]) - v[3] - v[4], v[7]
+
+
+class MachineCpu:
+    """CPU seconds the whole machine was busy during a run, minus what the run
+    itself used (the server's tree, the client processes, this script), and the time
+    the hypervisor stole: what someone else took from the measurement."""
+
+    def __enter__(self):
+        self.busy0, self.steal0 = _cpu_ticks()
+        self.own0 = time.process_time()
+        return self
+
+    def other(self, ours: float) -> str:
+        busy1, steal1 = _cpu_ticks()
+        clk = os.sysconf("SC_CLK_TCK")
+        busy = (busy1 - self.busy0 - (steal1 - self.steal0)) / clk
+        other = busy - ours - (time.process_time() - self.own0)
+        return f"others {max(other, 0.0):.2f} CPU s, steal {(steal1 - self.steal0) / clk:.2f} s"
+
+    def __exit__(self, *exc):
+        return False
 
 
 def free_port() -> int:
@@ -409,8 +443,9 @@ def throughput_run(a, side, messages: int, timed: bool = True) -> None:
     counter = MailboxCounter(maildir, "maildir", messages)
     note = busy_note()
     cpu0 = side.cpu_seconds()
+    ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     deadline = time.monotonic() + a.timeout
-    with RssSampler(side.pid) as rss:
+    with RssSampler(side.pid) as rss, MachineCpu() as machine:
         t0 = time.monotonic()
         proc = subprocess.Popen(smtp_source_argv(a, side.port, messages), env=CLEAN_ENV,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -435,7 +470,10 @@ def throughput_run(a, side, messages: int, timed: bool = True) -> None:
                 proc.kill()
                 proc.wait()
         time.sleep(SETTLE)
-    cpu1 = side.cpu_seconds()
+        cpu1 = side.cpu_seconds()
+        ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        client = (ru1.ru_utime + ru1.ru_stime) - (ru0.ru_utime + ru0.ru_stime)
+        note += "; during the run: smtp-source %.2f CPU s, %s" % (client, machine.other(cpu1 - cpu0 + client))
     if proc.returncode != 0:
         raise Failed(f"smtp-source exit {proc.returncode}: {(err or out).strip()[-300:]}; "
                      f"server log: {side.log_tail()}")
@@ -528,20 +566,22 @@ def tls_run(a, side, cert: Path, total: int, timed: bool = True) -> None:
     note = busy_note()
     ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu0 = side.cpu_seconds()
-    t0 = time.monotonic()
-    start.set()
-    outcome = [results.get(timeout=a.timeout) for _ in procs]
-    secs = time.monotonic() - t0
-    for p in procs:
-        p.join()
-    time.sleep(SETTLE)
-    cpu1 = side.cpu_seconds()
-    ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    with MachineCpu() as machine:
+        t0 = time.monotonic()
+        start.set()
+        outcome = [results.get(timeout=a.timeout) for _ in procs]
+        secs = time.monotonic() - t0
+        for p in procs:
+            p.join()
+        time.sleep(SETTLE)
+        cpu1 = side.cpu_seconds()
+        ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        client = (ru1.ru_utime + ru1.ru_stime) - (ru0.ru_utime + ru0.ru_stime)
+        note += "; during the run: " + machine.other(cpu1 - cpu0 + client)
     errors = sum(e for e, _ in outcome)
     if errors:
         raise Failed(f"{errors} of {total} STARTTLS sessions failed: {next(f for _, f in outcome if f)}; "
                      f"server log: {side.log_tail()}")
-    client = (ru1.ru_utime + ru1.ru_stime) - (ru0.ru_utime + ru0.ru_stime)
     rate, cpu, ccpu = total / secs, 1000 * (cpu1 - cpu0) / total, 1000 * client / total
     line = (f"{side.name:<9} {secs:6.2f} s {rate:7.1f} handshakes/s  server {cpu:5.2f} ms CPU each, "
             f"client {ccpu:5.2f} ms  [{note}]")
@@ -634,7 +674,8 @@ def table(a, bin_dir: Path, work: Path, pair, held: list, cert_note: str, comman
     out = [f"SMTP: mailroom mta -d vs Postfix {postfix_version()} smtpd, smtp-source into 127.0.0.1, Maildir",
            f"date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}   host: {os.uname().nodename}, "
            f"{os.cpu_count()} CPUs, {os.uname().release}   work folder: {fs_of(work)}",
-           f"mailroom: {bin_dir} built from {TOP} at commit {commit_of(TOP)} (HEAD when this ran)",
+           (f"mailroom: {bin_dir}, built from commit {a.commit}" if a.commit else
+            f"mailroom: {bin_dir}; HEAD of {TOP} when this ran: {commit_of(TOP)}"),
            "both servers run as root with nss_wrapper users; both fsync the queue file before the 250 "
            "and the Maildir file on delivery"]
     for name, text in commands:
@@ -681,6 +722,12 @@ def table(a, bin_dir: Path, work: Path, pair, held: list, cert_note: str, comman
             vals = [median(s.tls[key]) if not s.tls_failed else None for s in (mr, pf)]
             cells = "".join(f"{('FAILED' if s.tls_failed else fmt(v, digits)):>12}" for s, v in zip((mr, pf), vals))
             out.append(f"{label:<30}{cells}{fmt(ratio(vals[0], vals[1]), 2):>18}")
+        per_core = [1000 / median(s.tls["cpu"]) if not s.tls_failed and median(s.tls["cpu"]) else None
+                    for s in (mr, pf)]
+        cells = "".join(f"{fmt(v, 0):>12}" for v in per_core)
+        out.append(f"{'handshakes/s per server core':<30}{cells}{fmt(ratio(per_core[0], per_core[1]), 2):>18}")
+        out.append(f"   (the client shares the {os.cpu_count()} CPUs: handshakes/s is bounded by client + server CPU; "
+                   "per server core = 1000 / server CPU ms, mailroom's sessions process is one thread)")
         for s in (mr, pf):
             if s.tls_failed:
                 out.append(f"  {s.name}: {s.tls_failed}")
