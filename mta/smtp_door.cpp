@@ -23,7 +23,10 @@ SmtpDoorSettings SmtpDoorSettings::from_config(const core::Config& config) {
     settings.aliases_path = config.str("aliases");
     settings.front.default_domain = config.str("myhostname");
     settings.front.max_recipients = static_cast<size_t>(config.number("max_recipients"));
-    settings.front.size_limit = config.size("message_size_limit");
+    // The session's decoder holds the text to message_size_limit (and SIZE says so);
+    // the queue's own limit is a backstop that must leave room for the Received:
+    // header the session prepends.
+    if (uint64_t limit = config.size("message_size_limit")) settings.front.size_limit = limit + 64 * 1024;
     settings.front.submitter_uid = ::getuid();
     return settings;
 }
@@ -104,7 +107,13 @@ core::Result<std::string> SmtpDoor::begin_data(const smtp::Transaction& transact
         facts.name = client_.name;
         facts.address = client_.address;
     }
-    facts.helo = transaction.helo;
+    // The entry keeps a HELO name as one word of at most 255 octets (queue_entry.cpp);
+    // a client may send anything: kept as Received: shows it.
+    facts.helo = transaction.helo.substr(0, 255);
+    for (char& c : facts.helo) {
+        auto byte = static_cast<unsigned char>(c);
+        if (byte <= 0x20 || byte == 0x7f) c = '?';
+    }
     facts.protocol = transaction.protocol;
     facts.auth = transaction.auth_user;
     facts.tls_protocol = transaction.tls.protocol;

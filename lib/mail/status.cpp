@@ -33,6 +33,8 @@ Status Status::from_errno(int err, std::string text) {
     switch (err) {
         case ENOSPC: return temp("4.3.1", std::move(text));
         case EDQUOT: return temp("4.2.2", std::move(text));
+        // A message over a size limit stays over it: RFC 3463 5.3.4, never a retry.
+        case EMSGSIZE: return perm("5.3.4", std::move(text));
         case EAGAIN: return temp("4.2.0", std::move(text));
         case EACCES:
         case EPERM: return temp("4.2.0", std::move(text));

@@ -279,8 +279,7 @@ asio::awaitable<SessionServer::Ending> SessionServer::converse(In& in, Out& out,
                 session.shutting_down(talk.replies);
             } else {
                 session.timed_out(talk.replies);
-                log_.info("timeout after " + std::string(session.idle() ? "END-OF-MESSAGE" : "DATA") + " from " +
-                          peer_text(talk.client));
+                log_.info("timeout after " + session.last_command() + " from " + peer_text(talk.client));
             }
             co_await flush(out, talk);
             co_return Ending::closed;

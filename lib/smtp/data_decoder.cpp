@@ -133,8 +133,11 @@ void DataDecoder::emit(std::string_view bytes) {
 }
 
 void DataDecoder::fail(mail::Status status) {
+    const bool failed_before = error_.has_value();
     flush();  // what was decoded before the error is not part of it
-    if (!error_) error_ = std::move(status);
+    // The text's own fault (its size, a bare newline) is what the client must hear,
+    // even when the sink also refused what came before it.
+    if (!failed_before) error_ = std::move(status);
 }
 
 void DataDecoder::flush() {

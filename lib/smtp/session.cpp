@@ -177,6 +177,7 @@ void Session::dispatch(std::string_view line, std::string& out) {
     auto parsed = parse_command_line(line);
     if (auto* refusal = std::get_if<Refusal>(&parsed)) return refuse(out, *refusal);
     const auto& command = std::get<CommandLine>(parsed);
+    last_command_ = command.verb == Verb::unknown ? "UNKNOWN" : command.name;
     const Rule* rule = rule_for(command.verb);
     if (!rule) {
         if (command.verb == Verb::unknown) return refuse(out, 500, "5.5.1", "Error: command not recognized");
@@ -447,6 +448,7 @@ void Session::data_ended(std::string& out) {
         state_ = State::committing;
         return;
     }
+    last_command_ = "END-OF-MESSAGE";
     const size_t replies = settings_.dialect == Dialect::lmtp ? transaction_.recipients.size() : 1;
     for (size_t i = 0; i < replies; ++i) append_reply(out, refused->to_reply_code(), refused->code(), refused->text());
     door_.abort();
@@ -455,6 +457,7 @@ void Session::data_ended(std::string& out) {
 }
 
 void Session::committed(const std::vector<mail::Status>& outcomes, std::string& out) {
+    last_command_ = "END-OF-MESSAGE";
     const size_t replies = settings_.dialect == Dialect::lmtp ? transaction_.recipients.size() : 1;
     for (size_t i = 0; i < replies; ++i) {
         if (i >= outcomes.size()) {

@@ -192,6 +192,9 @@ public:
     bool idle() const { return state_ == State::greeted || state_ == State::fresh; }
     bool closed() const { return state_ == State::closed; }
     const std::string& helo() const { return transaction_.helo; }
+    // What the client last did, as Postfix's "timeout after X" and "lost connection
+    // after X" name it: CONNECT, a verb (EHLO, RCPT, DATA...), END-OF-MESSAGE.
+    const std::string& last_command() const { return last_command_; }
 
     Session(const Session&) = delete;
     Session& operator=(const Session&) = delete;
@@ -256,6 +259,7 @@ private:
     std::string sasl_user_, sasl_password_;  // between AUTH and authenticated()
     size_t auth_failures_ = 0;
     bool more_input_ = false;  // bytes followed the command line being dispatched
+    std::string last_command_ = "CONNECT";
 
     std::string line_;          // a command line not yet ended by CRLF
     bool discarding_ = false;   // the line went past its limit: skip to its CRLF

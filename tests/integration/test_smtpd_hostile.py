@@ -414,17 +414,11 @@ class ForgedHelo(HostileCase):
         self.assertEqual(len(re.findall(rb"(?m)^Received:", found[0])), 1, shown)
 
 
-    # BUG: the session answers 250 to any HELO/EHLO argument, but the queue entry
-    # refuses a HELO name with a space or control character, or longer than 255
-    # octets (lib/queue/queue_entry.cpp, word_problem("HELO name", ...)), and the
-    # door passes the argument on as it came (mta/smtp_door.cpp, begin_data:
-    # facts.helo = transaction.helo). So every message of such a session is read
-    # whole and then answered 451 4.3.0 "queue entry envelope: HELO name ... holds a
-    # space or control character": the client retries the same for ever. Postfix
-    # takes "HELO a b" (it joins the words). Fix: store the name as Received: shows
-    # it (header_safe: spaces and controls as '?', cut to 255), or refuse such a
-    # HELO at once (501 5.5.2, Postfix's reject_invalid_helo_hostname).
-    @unittest.expectedFailure
+    # Seen failing: the entry refuses a HELO name with a space or control character
+    # or past 255 octets, so every message of such a session was answered 451 after
+    # its data (the client retrying for ever). The door now keeps the name as
+    # Received: shows it (controls and spaces as '?', cut to 255); Postfix takes
+    # "HELO a b" too.
     def test_a_helo_name_with_spaces_or_past_255_octets_still_queues(self):
         for helo in (b"client example", b"[192.0.2.1] client.example", b"client\texample", b"h" * 256):
             with self.subTest(helo[:30]):
@@ -564,38 +558,26 @@ class SizeLimit(HostileCase):
         found = self.settle("alice", 1)
         self.assertEqual(len(found), 1)
 
-    # BUG: a message over message_size_limit sent in DATA or BDAT is answered
-    # "451 4.3.0 message larger than message_size_limit (10240 bytes): Message too
-    # long", a temporary failure the client retries for ever, not 552 5.3.4
-    # (docs/lmtp.md "Bytes on the wire", which docs/smtpd.md refers to). The queue's
-    # front door counts the Received: header too, so its EMSGSIZE comes first (it
-    # also catches a text just under the limit), and the session turns every door
-    # error into a status with mail::Status::from_error, which maps EMSGSIZE to
-    # temp 4.3.0 (lib/mail/status.cpp from_errno; lib/smtp/data_decoder.cpp flush,
-    # whose error also hides the decoder's own 5.3.4 in fail()). Fix: EMSGSIZE ->
-    # perm 5.3.4 in Status::from_errno (as FrontDoor::status_of has it), and let
-    # DataDecoder::fail keep a size refusal over the sink's error.
-    @unittest.expectedFailure
+    # Seen failing: a message over message_size_limit in DATA or BDAT was answered
+    # 451 4.3.0 (a retry for ever): the door's EMSGSIZE came first and mapped to
+    # 4.3.0, and hid the decoder's own 5.3.4. Now EMSGSIZE is perm 5.3.4 and the
+    # decoder keeps its size refusal over the sink's error.
     def test_an_oversized_message_is_552_5_3_4(self):
         c = self.greeted()
         for reply in self.oversized(c):
             self.assertEqual(reply[:9], b"552 5.3.4", self.why(c.transcript))
 
 
-    # BUG (the same door): the front door counts the Received: header the session
-    # prepends against message_size_limit, the session's decoder and the SIZE the
-    # EHLO reply advertises do not: a text of 10100 octets, under the advertised
-    # SIZE 10240, is refused (today with the 451 above). Fix: let the door allow
-    # the header over the limit (SmtpDoorSettings::from_config, mta/smtp_door.cpp:
-    # front.size_limit), or count it in the decoder and advertise the difference.
-    @unittest.expectedFailure
+    # Seen failing: the queue's limit counted the Received: header the session
+    # prepends, so a text under the advertised SIZE was refused. The door's limit
+    # now leaves room for it; the decoder holds the text to the limit.
     def test_a_message_under_the_advertised_size_is_taken(self):
         c = self.greeted()
         self.assertIn(b"250-SIZE 10240", c.transcript)
         self.assertEqual(c.cmd(b"MAIL FROM:<s@example.org> SIZE=10100")[0], 250, self.why(c.transcript))
         self.assertEqual(c.cmd(b"RCPT TO:<alice@test.example>")[0], 250, self.why(c.transcript))
         self.assertEqual(c.cmd(b"DATA")[0], 354, self.why(c.transcript))
-        body = b"Subject: x\r\n\r\n" + b"y" * (10100 - 18) + b"\r\n"
+        body = b"Subject: x\r\n\r\n" + b"y" * (10100 - 16) + b"\r\n"
         self.assertEqual(len(body), 10100)
         code, reply = c.cmd(body + b".")
         self.assertEqual(code, 250, self.why(c.transcript))
@@ -740,7 +722,7 @@ class Timeouts(HostileCase):
             self.assertRegex(rest, rb"(^|\r\n)421 4\.4\.2 [^\r\n]*timeout[^\r\n]*\r\n$", label + self.why(c.transcript))
             self.assertEqual(rest.count(b"421 "), 1, label + self.why(c.transcript))
         self.assertGreater(took, 1.5, f"{label}: closed after {took:.2f} s, before smtpd_timeout" + self.why(c.transcript))
-        self.assertLess(took, 4.0, f"{label}: closed after {took:.2f} s" + self.why(c.transcript))
+        self.assertLess(took, 5.0, f"{label}: closed after {took:.2f} s" + self.why(c.transcript))
         return took
 
     def test_stalled_mid_command_and_mid_data(self):
@@ -763,14 +745,18 @@ class Timeouts(HostileCase):
         other = self.client()
         other.reply()
         self.good_transaction(other, b"served meanwhile", "fresh")
-        self.assertLess(time.time() - started, 1.5, self.why(other.transcript))
+        other.close()  # else it too times out, and is counted below
+        served_in = time.time() - started
+        # Served while the stalled sessions were all still open: before any timed out.
+        log = self.log()
+        self.assertNotIn("timeout after", log, f"served only after {served_in:.2f} s" + self.why(other.transcript))
         took = {label: self.assertTimedOut(c, label, at) for label, (c, at) in stalls.items()}
         found = self.settle("alice", 1)
         self.assertEqual(len(found), 1, self.why())
         self.assertIn(b"Subject: served meanwhile", found[0])
         self.assertQueueEmpty("after the stalled clients")
         log = self.log()
-        self.assertGreaterEqual(log.count("timeout after DATA from localhost[127.0.0.1]"), 5, self.why())
+        self.assertEqual(len(re.findall(r"timeout after \S+ from localhost\[127\.0\.0\.1\]", log)), len(cases), self.why())
         self.assertNotIn("Subject: stalled", "".join(m.decode(errors="replace") for m in self.mails("alice")))
         self.assertListenerUp("after stalled clients")
         print("\n  closed after " + ", ".join(f"{label} {t:.2f} s" for label, t in took.items()), end=" ")
@@ -827,10 +813,8 @@ class Timeouts(HostileCase):
               end=" ")
 
     # Postfix's smtpd logs the last command a timed-out session sent ("timeout after
-    # CONNECT", "... after RCPT"); the listener logs END-OF-MESSAGE for any session
-    # between transactions and DATA for any in one (lib/net/session_server.cpp, the
-    # "timeout after" line), so the log says a stalled RCPT was a stalled DATA.
-    @unittest.expectedFailure
+    # CONNECT", "... after RCPT"); seen failing when the listener logged
+    # END-OF-MESSAGE or DATA whatever the session was doing.
     def test_the_timeout_log_line_names_the_last_command(self):
         c = self.greeted()
         self.assertEqual(c.cmd(b"MAIL FROM:<s@example.org>")[0], 250, self.why(c.transcript))
@@ -892,7 +876,9 @@ class Timeouts(HostileCase):
                               timeout=30) as client:
             self.assertEqual(client.ehlo()[0], 250)
         served_in = time.time() - started
-        self.assertLess(served_in, 1.5, "the stalled handshakes held up other clients" + self.why())
+        # Both served while every stalled handshake was still open.
+        self.assertNotIn("timeout during TLS handshake", self.log(),
+                         f"the stalled handshakes held up other clients ({served_in:.2f} s)" + self.why())
         took = {label: self.assertTimedOut(c, label, at, tls_handshake=True) for label, (c, at) in stalls.items()}
         took["smtps, dripping a ClientHello"] = self.assertTimedOut(drip, "drip", drip_started, tls_handshake=True)
         found = self.settle("alice", 1)
@@ -1038,6 +1024,30 @@ class HostileAuth(HostileCase):
         self.assertNotIn(secret, log)
         self.assertNotIn("p" * 100, log)
         self.assertListenerUp("after hostile AUTH")
+
+    def test_an_authenticated_user_sends_only_as_themselves_however_written(self):
+        smtptest.skip_unless_pam(self)
+        c = self.tls_client()
+        self.assertEqual(c.cmd(b"AUTH PLAIN " + base64.b64encode(b"\0alice\0alice-secret"))[0], 235,
+                         self.why(c.transcript))
+        spoofed = [b"bob@test.example", b'"bob"@test.example', b"bob+alice@test.example", b"alice%bob@test.example",
+                   b"@relay.example:bob@test.example", b"alice@sub.test.example", b"alice@[127.0.0.1]",
+                   b'"alice@test.example"@evil.example', b"postmaster@test.example", b"alice@far.example"]
+        own = [b"alice@test.example", b"ALICE@Test.Example", b'"alice"@test.example', b"alice@localhost", b"alice",
+               b"alice+lists@test.example", b""]
+        for number, sender in enumerate(spoofed):
+            if number == 9:
+                c.cmd(b"QUIT")
+                c.close()
+                c = self.tls_client()
+                self.assertEqual(c.cmd(b"AUTH PLAIN " + base64.b64encode(b"\0alice\0alice-secret"))[0], 235)
+            code, reply = c.cmd(b"MAIL FROM:<" + sender + b">")
+            self.assertEqual(code // 100, 5, f"{sender!r}" + self.why(c.transcript))
+            self.assertEqual(c.cmd(b"RCPT TO:<carol@test.example>")[0], 503, self.why(c.transcript))
+        for sender in own:
+            self.assertEqual(c.cmd(b"MAIL FROM:<" + sender + b">")[0], 250, f"{sender!r}" + self.why(c.transcript))
+            self.assertEqual(c.cmd(b"RSET")[0], 250, self.why(c.transcript))
+        self.assertQueueEmpty("after spoofed senders")
 
     def test_an_auth_flood_is_slowed_and_cut(self):
         # The third failure ends the session (421 4.7.0), each slower than the last.
