@@ -4,8 +4,9 @@ with Postfix's smtpd, both delivering into a local Maildir, in one run.
 
 usage: bench_smtp.py [--sessions S] [--messages M] [--length L] [--runs R]
                      [--sessions-held N] [--tls-handshakes K] [--tls-workers W]
-                     [--tls-held T] [--parts LIST] [--timeout SECONDS]
-                     [--out FILE] [--keep] [BIN_DIR]
+                     [--tls-held T] [--no-postfix-default] [--parts LIST]
+                     [--timeout SECONDS] [--wait-idle SECONDS] [--held-wait SECONDS]
+                     [--commit TEXT] [--out FILE] [--keep] [BIN_DIR]
 
   sudo python3 tests/bench/bench_smtp.py /tmp/bsmtp/build/bin       # the whole run
   sudo python3 tests/bench/bench_smtp.py --parts throughput --runs 1 BIN_DIR
@@ -13,7 +14,8 @@ usage: bench_smtp.py [--sessions S] [--messages M] [--length L] [--runs R]
 The exact command of the default run (BIN_DIR defaults to build/bin):
 
   sudo python3 tests/bench/bench_smtp.py --sessions 8 --messages 5000 --length 4096 \
-      --runs 3 --sessions-held 500 --tls-handshakes 1000 --tls-workers 4 --tls-held 500
+      --runs 3 --sessions-held 500 --tls-handshakes 1000 --tls-workers 4 --tls-held 500 \
+      --wait-idle 120 --held-wait 30 BIN_DIR
 
 1. Throughput. `smtp-source -s S -m M -l L -M localhost -f sender@bench.example
    -t bench@localhost 127.0.0.1:PORT` (defaults S=8, M=5000, L=4096: BASELINE.md's
@@ -39,11 +41,11 @@ The exact command of the default run (BIN_DIR defaults to build/bin):
    (no resumption; the client verifies the certificate), QUIT inside TLS, 221,
    close. Handshakes/s = K / wall time; the servers' tree CPU and the client's own
    CPU per handshake (the client shares the machine's CPUs, so the rate is bounded
-   by both; 1000 / server CPU ms is shown as handshakes/s per server core). Same self-signed RSA 2048 certificate and key for both
-   (mailroom: smtpd_tls_cert_file / smtpd_tls_key_file; Postfix: the same keys and
-   smtpd_tls_security_level = may), set for every part, throughput included. RUNS
-   runs each, interleaved, after a warm-up of 100; medians. Parts 1 and 3 run on the
-   same two servers.
+   by both; 1000 / server CPU ms is shown as handshakes/s per server core). Same
+   self-signed RSA 2048 certificate and key for both (mailroom: smtpd_tls_cert_file /
+   smtpd_tls_key_file; Postfix: the same files and smtpd_tls_security_level = may),
+   set for every part, throughput included. RUNS runs each, interleaved, after a
+   warm-up of 100; medians. Parts 1 and 3 run on the same two servers.
 4. Sessions held (fresh servers for each row): N (500) TCP connections opened at
    once, each greeted and past EHLO, held; the tree's summed VmRSS, PSS and process
    count before (idle) and while held; memory per session = (held - idle) /
@@ -52,8 +54,9 @@ The exact command of the default run (BIN_DIR defaults to build/bin):
    `default_process_limit = N + 100` in the private main.cf (master(8) also listens
    with a backlog of max(the service's maxproc, default_process_limit)), and once with
    Debian's default 100, where the sessions past the limit wait for their greeting
-   and count as not answered (10 s for all of them). Then T (500) sessions held past
-   STARTTLS + TLS handshake + a second EHLO: memory per TLS session, both servers.
+   and count as not answered (--held-wait, 30 s, for all of them). Then T (500)
+   sessions held past STARTTLS + TLS handshake + a second EHLO: memory per TLS
+   session, both servers.
 
 Same conditions: both servers run as root with the same nss_wrapper users (LD_PRELOAD
 of libnss_wrapper.so, Postfix's daemons through main.cf's import_environment): the
@@ -65,11 +68,13 @@ Both fsync the queue file before the 250 and the Maildir file on delivery.
 Runs as root. Everything lives in one mktemp -d folder, removed at the end unless
 --keep; only 127.0.0.1 is listened on; /etc/postfix is only read (master.cf copied);
 only processes started here are signalled (mta -d by its Popen, Postfix through
-`postfix -c ETC stop`). The 1-minute load average (and any compiler seen running) is
-noted before every measured run, and after it the CPU the rest of the machine used
-meanwhile (busy time from /proc/stat minus the server tree, the client and this
-script) and the hypervisor's steal time: the load includes the previous run's own
-processes, the CPU of others does not. The table goes to stdout and to FILE
+`postfix -c ETC stop`). The machine is shared: every measured run first waits
+(--wait-idle, at most 120 s) until the rest of the machine uses under 0.25 CPU over
+2 s; its line then notes the 1-minute load average and any compiler seen running
+before it, and after it the CPU the rest of the machine used meanwhile (busy time
+from /proc/stat minus the server tree, the client and this script) and the
+hypervisor's steal time (the load average also counts the previous run's own
+processes; the CPU of others does not). The table goes to stdout and to FILE
 (build/bench/smtp.txt); progress to stderr.
 """
 import argparse
@@ -130,11 +135,17 @@ def parse_args():
     p.add_argument("--parts", default="throughput,tls,held,tlsheld",
                    help="comma list of throughput, tls, held, tlsheld (all)")
     p.add_argument("--timeout", type=float, default=600, help="seconds per throughput run (600)")
+    p.add_argument("--wait-idle", type=float, default=120, metavar="SECONDS",
+                   help="before each measured run, wait at most this long for the rest of the "
+                        "machine to use under 0.25 CPU (120; 0: never wait)")
+    p.add_argument("--held-wait", type=float, default=30, metavar="SECONDS",
+                   help="time for all held sessions to be greeted (30)")
     p.add_argument("--out", default=str(TOP / "build" / "bench" / "smtp.txt"))
     p.add_argument("--keep", action="store_true", help="keep the work folder (logs, Maildirs)")
     p.add_argument("--commit", help="the commit BIN_DIR was built from, for the table "
                                     "(default: HEAD of this tree, which may differ)")
     a = p.parse_args()
+    IDLE_WAIT["limit"] = a.wait_idle
     a.parts = [x.strip() for x in a.parts.split(",") if x.strip()]
     for part in a.parts:
         if part not in ("throughput", "tls", "held", "tlsheld"):
@@ -188,6 +199,32 @@ class MachineCpu:
 
     def __exit__(self, *exc):
         return False
+
+
+IDLE_WAIT = {"limit": 0.0}  # seconds a run may wait for the machine to be idle (--wait-idle)
+
+
+def wait_idle(threshold: float = 0.25, window: float = 2.0) -> str:
+    """Before a measured run: waits (at most --wait-idle seconds) until the machine
+    spends under THRESHOLD CPUs (steal excluded, this script excluded) over WINDOW
+    seconds, so that another user's compile does not land in the middle of a run.
+    Returns a note for the run's line ("" when it was idle at once)."""
+    limit = IDLE_WAIT["limit"]
+    if limit <= 0:
+        return ""
+    clk = os.sysconf("SC_CLK_TCK")
+    start = time.monotonic()
+    while True:
+        b0, s0 = _cpu_ticks()
+        own0 = time.process_time()
+        time.sleep(window)
+        b1, s1 = _cpu_ticks()
+        busy = ((b1 - b0) - (s1 - s0)) / clk - (time.process_time() - own0)
+        waited = time.monotonic() - start
+        if busy / window < threshold:
+            return "" if waited <= window + 0.5 else f"waited {waited:.0f} s for an idle machine; "
+        if waited >= limit:
+            return f"NOT IDLE: {busy / window:.2f} CPUs busy after waiting {waited:.0f} s; "
 
 
 def free_port() -> int:
@@ -441,7 +478,7 @@ def throughput_run(a, side, messages: int, timed: bool = True) -> None:
     maildir = side.maildir()
     set_aside(maildir)
     counter = MailboxCounter(maildir, "maildir", messages)
-    note = busy_note()
+    note = wait_idle() + busy_note()
     cpu0 = side.cpu_seconds()
     ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     deadline = time.monotonic() + a.timeout
@@ -563,7 +600,7 @@ def tls_run(a, side, cert: Path, total: int, timed: bool = True) -> None:
     for p in procs:
         p.start()
     time.sleep(0.2)  # the workers are forked and waiting
-    note = busy_note()
+    note = wait_idle() + busy_note()
     ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu0 = side.cpu_seconds()
     with MachineCpu() as machine:
@@ -596,12 +633,12 @@ def tls_run(a, side, cert: Path, total: int, timed: bool = True) -> None:
 
 
 # ---- 4. sessions held ------------------------------------------------------------------
-def hold_sessions(side, n: int, cert: Path = None, wait: float = 10.0) -> dict:
+def hold_sessions(side, n: int, cert: Path = None, wait: float = 30.0) -> dict:
     """Opens N connections at once, takes each past its greeting and EHLO (and with
     CERT past STARTTLS, the handshake and a second EHLO), measures the tree while
     they are all held, then QUITs them."""
     time.sleep(1.0)
-    note = busy_note()
+    note = wait_idle() + busy_note()
     idle_kb, idle_procs = tree_rss_kb(side.pid)
     idle_pss = tree_pss_kb(side.pid)
     ctx = client_context(cert) if cert else None
@@ -859,7 +896,7 @@ def main() -> int:
             side = make(work / "held" / str(i))
             try:
                 start(side)
-                h = hold_sessions(side, n, with_tls)
+                h = hold_sessions(side, n, with_tls, a.held_wait)
                 held.append((label, h))
                 log(f"  {label}: {h['answered']}/{n} held, tree RSS {h['idle_kb'] / 1024:.1f} MB idle -> "
                     f"{h['held_kb'] / 1024:.1f} MB held ({h['idle_procs']} -> {h['held_procs']} processes), "
