@@ -454,6 +454,6 @@ class ProbeCase(smtptest.SmtpCase):
             if len(found) >= count and not self.box.queued("queue") and not self.box.queued("tmp"):
                 return found
             if time.time() > deadline:
-                self.fail(f"{user} has {len(found)} messages, not {count}; queue: {self.box.queued('queue')}"
-                          + self.why())
+                self.fail(f"{user} has {len(found)} messages, not {count}; queue/: {self.box.queued('queue')}, "
+                          f"tmp/: {self.box.queued('tmp')}" + self.why())
             time.sleep(0.1)

@@ -308,6 +308,45 @@ class NoRelayWithoutClientOk(AccessCase):
         self.assertEqual(self.log().count("Relay access denied"), 6, self.why())
 
 
+class NoOpenRelay(AccessCase):
+    """The classic open-relay probes (percent hack, bang path, source route, quoted
+    local parts, address literals, trailing dots, IDN) from a client outside
+    mynetworks: each is a relay refusal or an unknown local user, never queued for
+    another host; the local forms of a local user still go in."""
+    config = {"mynetworks": "192.0.2.0/24", "relayhost": "[127.0.0.1]:1"}
+
+    def test_relay_tricks_are_refused(self):
+        refused = [b"bob%far.example@test.example", b"@test.example:bob@far.example", b'"bob@far.example"@test.example',
+                   b"far.example!bob@test.example", b"bob@far.example@test.example", b"bob@test.example.far.example",
+                   b"bob@[127.0.0.1]", b"bob@[IPv6:::1]", b"bob@[192.0.2.1]", b"bob@localhost.", b"bob@test.example.",
+                   b"bob@localhost.localdomain", b"bob@xn--tst-bma.example", b"bob@t\xc3\xa9st.example",
+                   b'"bob@far.example"', b"bob@far.example,alice@test.example", b"bob@far.example%test.example"]
+        taken = [b"bob@TEST.EXAMPLE", b"bob", b'"bob"', b"bob@localhost", b"bob+far.example@test.example"]
+        c = None
+        for number, rcpt in enumerate(refused):
+            if number % 10 == 0:
+                # Each refusal counts toward the error limit (20): a new session now and then.
+                if c:
+                    self.reply_to(c, b"QUIT", 221)
+                    c.close()
+                c = self.greeted()
+                self.reply_to(c, b"MAIL FROM:<s@example.org> SMTPUTF8", 250)
+            code, reply = c.cmd(b"RCPT TO:<" + rcpt + b">")
+            self.assertEqual(code // 100, 5, f"{rcpt!r}" + self.why(c.transcript))
+        self.reply_to(c, b"QUIT", 221)
+        c = self.greeted()
+        self.reply_to(c, b"MAIL FROM:<s@example.org>", 250)
+        for rcpt in taken:
+            self.reply_to(c, b"RCPT TO:<" + rcpt + b">", 250)
+        self.reply_to(c, b"DATA", 354)
+        self.reply_to(c, text(b"local forms") + b".", 250)
+        found = self.settle("bob", 1)
+        self.assertTrue(all(b"Subject: local forms" in m for m in found), self.why())
+        self.assertQueueEmpty("after relay probes")
+        self.assertNotIn("relay=127.0.0.1", self.log())
+        self.assertNotIn("status=deferred", self.log())
+
+
 # --- files with errors ---
 
 class BrokenFiles(smtp_probes.ProbeCase):
