@@ -117,6 +117,19 @@ class Plain(smtptest.SmtpCase):
         self.assertIn("with ESMTPS id", received)
         self.assertIn("TLS connection established from localhost[127.0.0.1]", self.box.log_text())
 
+    def test_tls_before_1_2_is_refused(self):
+        context = self.box.client_context()
+        context.minimum_version = ssl.TLSVersion.MINIMUM_SUPPORTED
+        context.maximum_version = ssl.TLSVersion.TLSv1_1
+        try:
+            context.set_ciphers("ALL:@SECLEVEL=0")
+        except ssl.SSLError:
+            pass
+        with self.box.smtp() as client:
+            client.ehlo()
+            with self.assertRaises((ssl.SSLError, OSError, smtplib.SMTPException)):
+                client.starttls(context=context)
+
     def test_plaintext_injected_after_starttls_is_refused(self):
         replies = raw_session(self.box.smtp_port, b"EHLO c.example\r\nSTARTTLS\r\nMAIL FROM:<evil@example.org>\r\n")
         self.assertIn("554 5.5.1", replies)
@@ -151,6 +164,30 @@ class Plain(smtptest.SmtpCase):
     def test_etrn_is_accepted(self):
         replies = raw_session(self.box.smtp_port, b"EHLO c.example\r\nETRN far.example\r\nQUIT\r\n")
         self.assertIn("250 2.0.0 Queuing started", replies)
+
+
+class Ipv6(smtptest.SmtpCase):
+    """smtpd_listen with an IPv4 and an IPv6 address."""
+    def setUp(self):
+        if not socket.has_ipv6:
+            self.skipTest("no IPv6")
+        try:
+            with socket.socket(socket.AF_INET6) as probe:
+                probe.bind(("::1", 0))
+        except OSError:
+            self.skipTest("no ::1 on this machine")
+        self.port6 = smtptest.free_port()
+        self.box = smtptest.SmtpBox(submission=False, smtps=False)
+        self.addCleanup(self.box.cleanup)
+        self.box.add_config(smtpd_listen=f"127.0.0.1:{self.box.smtp_port}, [::1]:{self.port6}")
+        self.box.start()
+
+    def test_a_message_over_ipv6(self):
+        with smtplib.SMTP("::1", self.port6, local_hostname="client.example", timeout=30) as client:
+            client.ehlo()
+            client.sendmail("a@example.org", ["bob@test.example"], message("over ipv6"))
+        box = self.wait_delivered("bob")
+        self.assertRegex(box[0].get_all("Received")[0], r"\(localhost \[::1\]\)")
 
 
 class Auth(smtptest.SmtpCase):
