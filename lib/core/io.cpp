@@ -42,6 +42,18 @@ Result<size_t> read_some(int fd, char* buf, size_t size, std::string_view contex
     }
 }
 
+Result<std::string> read_up_to(int fd, size_t limit, std::string_view context) {
+    std::string text;
+    char buf[1 << 16];
+    while (text.size() <= limit) {
+        auto n = read_some(fd, buf, sizeof buf, context);
+        if (!n) return unexpected(n.error());
+        if (*n == 0) break;
+        text.append(buf, *n);
+    }
+    return text;
+}
+
 Result<size_t> pread_full(int fd, char* buf, size_t size, off_t offset, std::string_view context) {
     size_t done = 0;
     while (done < size) {

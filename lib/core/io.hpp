@@ -20,6 +20,9 @@ Result<void> write_all(int fd, std::string_view data, std::string_view context);
 Result<void> pwrite_all(int fd, std::string_view data, uint64_t offset, std::string_view context);
 // Reads up to size bytes, retrying EINTR; 0 means end of file.
 Result<size_t> read_some(int fd, char* buf, size_t size, std::string_view context);
+// Reads the rest of the file, but stops once it holds more than `limit` bytes (a
+// file that grew while read): the caller sees size() > limit and refuses it.
+Result<std::string> read_up_to(int fd, size_t limit, std::string_view context);
 // Reads up to size bytes at offset, retrying EINTR and short reads until EOF.
 Result<size_t> pread_full(int fd, char* buf, size_t size, off_t offset, std::string_view context);
 Result<void> fsync_fd(int fd, std::string_view context);

@@ -346,18 +346,10 @@ core::Result<AccessTable> AccessTable::load(const std::string& path) {
     if (!S_ISREG(st.st_mode)) return core::unexpected_input(path + ": not a regular file");
     if (static_cast<uint64_t>(st.st_size) > max_file_bytes)
         return core::unexpected_input(fmt::format("{}: file is larger than {} octets (4 MiB)", path, max_file_bytes));
-    std::string text;
-    text.reserve(static_cast<size_t>(st.st_size) + 1);
-    char buf[1 << 16];
-    for (;;) {
-        auto n = core::read_some(fd.get(), buf, sizeof buf, "read " + path);
-        if (!n) return core::unexpected(n.error());
-        if (*n == 0) break;
-        text.append(buf, *n);
-        // It grew while being read: one octet past the limit is enough for parse to refuse it.
-        if (text.size() > max_file_bytes) break;
-    }
-    return parse(text, path);
+    // A file that grew while read stops one octet past the limit: parse refuses it.
+    auto text = core::read_up_to(fd.get(), max_file_bytes, path);
+    if (!text) return core::unexpected(text.error());
+    return parse(*text, path);
 }
 
 std::optional<AccessDecision> AccessTable::client(std::string_view address, std::string_view name) const {
