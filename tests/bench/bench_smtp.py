@@ -98,7 +98,7 @@ TOP = HERE.parent.parent
 sys.path.insert(0, str(TOP / "tests" / "integration"))
 
 from bench_common import CLEAN_ENV, MailboxCounter, log, median, set_aside, tail, tree_cpu_seconds  # noqa: E402
-from bench_lmtp import RssSampler, fs_of, read_reply, tree_pss_kb, tree_rss_kb  # noqa: E402
+from bench_lmtp import RssSampler, fs_of, read_reply, tree_pids, tree_pss_kb, tree_rss_kb  # noqa: E402
 from bench_postfix import Postfix, postfix_version  # noqa: E402
 
 SMTP_SOURCE = "/usr/sbin/smtp-source"
@@ -225,6 +225,17 @@ def wait_idle(threshold: float = 0.25, window: float = 2.0) -> str:
             return "" if waited <= window + 0.5 else f"waited {waited:.0f} s for an idle machine; "
         if waited >= limit:
             return f"NOT IDLE: {busy / window:.2f} CPUs busy after waiting {waited:.0f} s; "
+
+
+def _start_time(pid: int):
+    """The start time of PID (field 22 of /proc/PID/stat), or None when it is gone or
+    a zombie: with the pid it names one process, never a later one given the same pid."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            fields = f.read().rsplit(b")", 1)[1].split()
+    except OSError:
+        return None
+    return None if fields[0] == b"Z" else int(fields[19])
 
 
 def free_port() -> int:
@@ -365,6 +376,9 @@ smtpd_tls_key_file = {self.key}
 
     def stop(self) -> None:
         if self.proc is not None:
+            # Its descendants, known by pid and start time: one that outlives the daemon
+            # (a sessions process stuck in a session) is ended too, and nothing else.
+            started = {pid: _start_time(pid) for pid in tree_pids(self.proc.pid) if pid != self.proc.pid}
             if self.proc.poll() is None:
                 self.proc.send_signal(signal.SIGTERM)
                 try:
@@ -373,6 +387,20 @@ smtpd_tls_key_file = {self.key}
                     self.proc.kill()
                     self.proc.wait()
             self.proc = None
+            left = [pid for pid, t in started.items() if t is not None and _start_time(pid) == t]
+            for sig in (signal.SIGTERM, signal.SIGKILL):
+                for pid in left:
+                    try:
+                        os.kill(pid, sig)
+                    except ProcessLookupError:
+                        pass
+                deadline = time.monotonic() + 5
+                while time.monotonic() < deadline and any(_start_time(p) == started[p] for p in left):
+                    time.sleep(0.05)
+                left = [p for p in left if _start_time(p) == started[p]]
+                if not left:
+                    break
+                log(f"bench_smtp: mta -d left {len(left)} process(es) behind; ending them ({sig.name})")
         if self.out:
             self.out.close()
             self.out = None
