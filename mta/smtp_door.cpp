@@ -9,14 +9,6 @@
 
 namespace mailroom::mta {
 
-namespace {
-
-std::string peer_of(const smtp::ClientInfo& client) {
-    return client.address.empty() ? client.name : fmt::format("{}[{}]", client.name, client.address);
-}
-
-}  // namespace
-
 SmtpDoorSettings SmtpDoorSettings::from_config(const core::Config& config) {
     SmtpDoorSettings settings;
     settings.routing = mail::RoutingSettings::from_config(config);
@@ -83,7 +75,7 @@ mail::Status SmtpDoor::add_recipient(const smtp::Transaction& transaction, const
         auto known = local_recipient(route);
         if (!known.is_ok()) {
             log_.info(fmt::format("NOQUEUE: reject: RCPT from {}: {} {} {}; from=<{}> to=<{}> proto={} helo=<{}>",
-                                  peer_of(client_), known.to_reply_code(), known.code(), known.text(),
+                                  client_.logged(), known.to_reply_code(), known.code(), known.text(),
                                   transaction.mail.sender.str(), rcpt.recipient.str(), transaction.protocol,
                                   transaction.helo));
             return known;
@@ -92,7 +84,7 @@ mail::Status SmtpDoor::add_recipient(const smtp::Transaction& transaction, const
     auto added = front_->add_recipient(rcpt.recipient.str(), rcpt.dsn);
     if (added.is_ok() && !client_logged_) {
         client_logged_ = true;
-        std::string line = fmt::format("{}: client={}", front_->id(), peer_of(client_));
+        std::string line = fmt::format("{}: client={}", front_->id(), client_.logged());
         if (!transaction.auth_user.empty()) line += ", sasl_username=" + transaction.auth_user;
         log_.info(line);
     }
@@ -131,7 +123,7 @@ std::optional<mail::Status> SmtpDoor::flush_domain(std::string_view domain) {
     if (!spool_.notify_daemon("etrn " + mail::lowercase_ascii(domain))) {
         return mail::Status::temp("4.3.0", "Error: the queue runner is not running");
     }
-    log_.info(fmt::format("ETRN {} from {}", domain, peer_of(client_)));
+    log_.info(fmt::format("ETRN {} from {}", domain, client_.logged()));
     return mail::Status::ok("Queuing started", "2.0.0");
 }
 

@@ -54,10 +54,6 @@ smtp::ClientInfo client_of(int fd) {
     return client;
 }
 
-std::string peer_text(const smtp::ClientInfo& client) {
-    return client.address.empty() ? client.name : fmt::format("{}[{}]", client.name, client.address);
-}
-
 }  // namespace
 
 struct SessionServer::Acceptor {
@@ -130,7 +126,7 @@ asio::awaitable<void> SessionServer::accept_loop(std::shared_ptr<Acceptor> accep
         }
         auto client = client_of(socket.native_handle());
         if (live_.size() >= settings_.max_sessions) {
-            log_.warning(fmt::format("too many sessions ({}), refused {}", live_.size(), peer_text(client)));
+            log_.warning(fmt::format("too many sessions ({}), refused {}", live_.size(), client.logged()));
             static const char busy[] = "421 4.3.2 Too many sessions, try again later\r\n";
             ::send(socket.native_handle(), busy, sizeof busy - 1, MSG_DONTWAIT | MSG_NOSIGNAL);
             continue;
@@ -153,7 +149,7 @@ void SessionServer::serve_stdio() {
 }
 
 void SessionServer::begin(Conversation& talk) {
-    log_.info("connect from " + peer_text(talk.client));
+    log_.info("connect from " + talk.client.logged());
     talk.door = handler_.open_door(talk.client);
     talk.session = std::make_unique<smtp::Session>(talk.settings, talk.client, *talk.door, clock_);
     talk.live->session = talk.session.get();
@@ -163,7 +159,7 @@ void SessionServer::end(Conversation& talk) {
     talk.door->abort();
     talk.live->session = nullptr;
     live_.remove(talk.live);
-    log_.info("disconnect from " + peer_text(talk.client));
+    log_.info("disconnect from " + talk.client.logged());
     drained_if_done();
 }
 
@@ -209,16 +205,16 @@ asio::awaitable<bool> SessionServer::handshake(Stream& tls, Conversation& talk) 
     auto done = co_await (tls.async_handshake(asio::ssl::stream_base::server, tuple_awaitable) ||
                           talk.live->timer.async_wait(tuple_awaitable));
     if (done.index() == 1) {
-        log_.info("timeout during TLS handshake from " + peer_text(talk.client));
+        log_.info("timeout during TLS handshake from " + talk.client.logged());
         co_return false;
     }
     if (auto ec = std::get<0>(std::get<0>(done))) {
-        log_.info(fmt::format("SSL_accept error from {}: {}", peer_text(talk.client), ec.message()));
+        log_.info(fmt::format("SSL_accept error from {}: {}", talk.client.logged(), ec.message()));
         co_return false;
     }
     auto facts = tls_facts_of(tls.native_handle());
     log_.info(fmt::format("Anonymous TLS connection established from {}: {} with cipher {} ({}/{} bits)",
-                          peer_text(talk.client), facts.protocol, facts.cipher, facts.bits, facts.bits));
+                          talk.client.logged(), facts.protocol, facts.cipher, facts.bits, facts.bits));
     talk.session->tls_started(std::move(facts));
     talk.tls_buffer.resize(16 * 1024);
     co_return true;
@@ -279,7 +275,7 @@ asio::awaitable<SessionServer::Ending> SessionServer::converse(In& in, Out& out,
                 session.shutting_down(talk.replies);
             } else {
                 session.timed_out(talk.replies);
-                log_.info("timeout after " + session.last_command() + " from " + peer_text(talk.client));
+                log_.info("timeout after " + session.last_command() + " from " + talk.client.logged());
             }
             co_await flush(out, talk);
             co_return Ending::closed;
@@ -308,7 +304,7 @@ asio::awaitable<SessionServer::Ending> SessionServer::converse(In& in, Out& out,
                 auto verdict = co_await handler_.check_password(talk.client, user, password);
                 ::explicit_bzero(password.data(), password.size());
                 if (verdict == smtp::AuthVerdict::refused) {
-                    log_.warning(fmt::format("{}: SASL authentication failed", peer_text(talk.client)));
+                    log_.warning(fmt::format("{}: SASL authentication failed", talk.client.logged()));
                     asio::steady_timer slow(io_, settings_.auth_failure_delay * (session.auth_failures() + 1));
                     co_await slow.async_wait(tuple_awaitable);
                 }

@@ -74,6 +74,8 @@ struct SessionSettings {
 struct ClientInfo {
     std::string name = "localhost";  // verified host name, or "unknown"
     std::string address;             // IP address; empty for a unix socket or a pipe
+    // "name[address]" (just the name without an address), as Postfix's log lines name a client.
+    std::string logged() const { return address.empty() ? name : name + "[" + address + "]"; }
 };
 
 // An established TLS layer, for Received: and the queue entry.

@@ -4,14 +4,6 @@
 
 namespace mailroom::smtp {
 
-namespace {
-
-std::string peer_of(const ClientInfo& client) {
-    return client.address.empty() ? client.name : fmt::format("{}[{}]", client.name, client.address);
-}
-
-}  // namespace
-
 SmtpPolicy::SmtpPolicy(NetworkList mynetworks, AccessTable access, mail::RoutingSettings routing, const core::Logger* log)
     : mynetworks_(std::move(mynetworks)), access_(std::move(access)), routing_(std::move(routing)), log_(log) {}
 
@@ -29,7 +21,7 @@ void SmtpPolicy::log_reject(const SessionFacts& facts, std::string_view stage, c
     if (!log_) return;
     // Postfix's layout: "; from=<> to=<>" only for MAIL and RCPT, the HELO name
     // as refused for HELO, "proto=" always. The logger escapes the text once.
-    std::string line = fmt::format("NOQUEUE: reject: {} from {}: {} {} {};", stage, peer_of(facts.client),
+    std::string line = fmt::format("NOQUEUE: reject: {} from {}: {} {} {};", stage, facts.client.logged(),
                                    refusal.reply_code, refusal.status.code(), refusal.status.text());
     if (stage == "MAIL" || stage == "RCPT") {
         line += fmt::format(" from=<{}>", from);
@@ -45,7 +37,7 @@ Gatekeeper::ClientVerdict SmtpPolicy::connect(const ClientInfo& client) const {
     ClientVerdict verdict;
     auto decision = access_.client(client.address, client.name);
     verdict.relay = mynetworks_.contains(client.address) || (decision && decision->action == AccessAction::ok);
-    if (auto refusal = decided(decision, "<" + peer_of(client) + ">", "Client host rejected: Access denied")) {
+    if (auto refusal = decided(decision, "<" + client.logged() + ">", "Client host rejected: Access denied")) {
         // The greeting is a 220 or a 554 (RFC 5321 3.1); a deferred client hears 421.
         if (refusal->reply_code == 450) refusal->reply_code = 421;
         log_reject(SessionFacts{client, {}, {}, false, {}}, "CONNECT", *refusal, {}, {});
