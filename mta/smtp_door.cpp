@@ -25,6 +25,7 @@ SmtpDoorSettings SmtpDoorSettings::from_config(const core::Config& config) {
 
 mail::Status SmtpDoor::open(const smtp::Transaction& transaction) {
     front_.reset();
+    aliases_.reset();
     client_logged_ = false;
     mail::FrontDoorSettings front = settings_.front;
     front.allow_utf8 = transaction.mail.smtputf8;
@@ -41,9 +42,12 @@ mail::Status SmtpDoor::open(const smtp::Transaction& transaction) {
 
 // A local recipient exists when the aliases name it (with its extension or
 // without) or an account does; postmaster always does (RFC 5321 4.5.1).
-mail::Status SmtpDoor::local_recipient(const mail::Route& route) const {
+// The database is opened once a transaction (not per RCPT); a newaliases run is
+// seen by the next transaction.
+mail::Status SmtpDoor::local_recipient(const mail::Route& route) {
     if (route.user == "postmaster") return mail::Status::ok("Ok", "2.1.5");
-    auto db = mail::AliasDb::open(settings_.aliases_path + ".cdb", settings_.aliases_path);
+    if (!aliases_) aliases_ = mail::AliasDb::open(settings_.aliases_path + ".cdb", settings_.aliases_path);
+    auto& db = *aliases_;
     if (db) {
         std::vector<std::string> names{route.user};
         if (!route.extension.empty())

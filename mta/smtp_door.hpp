@@ -16,6 +16,7 @@
 
 #include "core/log.hpp"
 #include "core/users.hpp"
+#include "delivery/alias_db.hpp"
 #include "delivery/routing.hpp"
 #include "net/session_server.hpp"
 #include "queue/front_door.hpp"
@@ -46,7 +47,7 @@ public:
     boost::asio::awaitable<std::vector<mail::Status>> commit(const smtp::Transaction& transaction) override;
 
 private:
-    mail::Status local_recipient(const mail::Route& route) const;
+    mail::Status local_recipient(const mail::Route& route);
 
     const mail::Spool& spool_;
     const SmtpDoorSettings& settings_;
@@ -54,6 +55,7 @@ private:
     const core::Logger& log_;
     smtp::ClientInfo client_;
     std::optional<mail::FrontDoor> front_;
+    std::optional<core::Result<mail::AliasDb>> aliases_;  // opened at the transaction's first local RCPT
     bool client_logged_ = false;
 };
 

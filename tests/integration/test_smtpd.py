@@ -67,6 +67,16 @@ class Plain(smtptest.SmtpCase):
             code, _ = client.rcpt("bob")
             self.assertEqual(code, 250)
 
+    def test_an_alias_is_a_known_recipient_with_or_without_its_extension(self):
+        self.box.write("aliases", "team: bob\nteam+ops: carol\n")
+        self.assertExit(self.box.run("newaliases", []), 0)
+        with self.box.smtp() as client:
+            client.ehlo()
+            client.mail("a@example.org")
+            for known in ("team@test.example", "team+ops@test.example", "team+x@test.example"):
+                self.assertEqual(client.rcpt(known)[0], 250, known)
+            self.assertEqual(client.rcpt("teamx@test.example")[0], 550)
+
     def test_addresses_from_outside_are_never_commands_or_files(self):
         with self.box.smtp() as client:
             client.ehlo()
