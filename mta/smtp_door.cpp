@@ -131,9 +131,20 @@ std::optional<mail::Status> SmtpDoor::flush_domain(std::string_view domain) {
     return mail::Status::ok("Queuing started", "2.0.0");
 }
 
+boost::asio::awaitable<core::Result<mail::Committed>> SmtpDoor::commit_durably() {
+    // FrontDoor::commit()'s steps, its two syncs awaited instead of blocking the loop.
+    auto data = front_->stage_commit();
+    if (!data) co_return core::unexpected(data.error());
+    // The content on disk before its name appears in queue/ (docs/spool.md).
+    auto folder = front_->publish(co_await disk_.sync_data(*data, spool_.tmp_dir() + "/" + front_->id()));
+    if (!folder) co_return core::unexpected(folder.error());
+    // The rename on disk before the 250.
+    co_return front_->settle(co_await disk_.sync_folder(*folder, spool_.folder_path(mail::QueueFolder::queue)));
+}
+
 boost::asio::awaitable<std::vector<mail::Status>> SmtpDoor::commit(const smtp::Transaction&) {
     if (!front_) co_return std::vector<mail::Status>{mail::Status::temp("4.3.0", "Error: no transaction")};
-    auto committed = front_->commit();
+    auto committed = co_await commit_durably();
     std::string id = front_->id();
     front_.reset();
     if (!committed) {

@@ -4,7 +4,8 @@
 // database (550 5.1.1 at RCPT, SPEC 4) and takes a remote one as the session's
 // gatekeeper already let it through; the text streams into the entry; the commit
 // makes it durable (fsync of file and folder) before the 250, then wakes the
-// daemon. Log lines as Postfix's smtpd: "ID: client=name[addr]" once a transaction
+// daemon. The two syncs go through the loop's DiskSync: other sessions go on
+// meanwhile, and commits ending together share one fsync of queue/. Log lines as Postfix's smtpd: "ID: client=name[addr]" once a transaction
 // has a recipient, with sasl_username when the client authenticated.
 // Must never: answer 250 before FrontDoor::commit returned, or take an address for
 // a command or a file (it stays an address: SPEC 5).
@@ -18,6 +19,7 @@
 #include "core/users.hpp"
 #include "delivery/alias_db.hpp"
 #include "delivery/routing.hpp"
+#include "net/disk_sync.hpp"
 #include "net/session_server.hpp"
 #include "queue/front_door.hpp"
 #include "queue/spool.hpp"
@@ -35,8 +37,8 @@ struct SmtpDoorSettings {
 class SmtpDoor final : public net::CommittingDoor {
 public:
     SmtpDoor(const mail::Spool& spool, const SmtpDoorSettings& settings, const core::UserDb& users,
-             const core::Logger& log, smtp::ClientInfo client)
-        : spool_(spool), settings_(settings), users_(users), log_(log), client_(std::move(client)) {}
+             net::DiskSync& disk, const core::Logger& log, smtp::ClientInfo client)
+        : spool_(spool), settings_(settings), users_(users), disk_(disk), log_(log), client_(std::move(client)) {}
 
     mail::Status open(const smtp::Transaction& transaction) override;
     mail::Status add_recipient(const smtp::Transaction& transaction, const smtp::RcptTo& rcpt) override;
@@ -48,10 +50,12 @@ public:
 
 private:
     mail::Status local_recipient(const mail::Route& route);
+    boost::asio::awaitable<core::Result<mail::Committed>> commit_durably();
 
     const mail::Spool& spool_;
     const SmtpDoorSettings& settings_;
     const core::UserDb& users_;
+    net::DiskSync& disk_;
     const core::Logger& log_;
     smtp::ClientInfo client_;
     std::optional<mail::FrontDoor> front_;
@@ -66,11 +70,11 @@ public:
     using PasswordChecker = std::function<boost::asio::awaitable<smtp::AuthVerdict>(
         const smtp::ClientInfo&, const std::string&, std::string&)>;
     SmtpHandler(const mail::Spool& spool, const SmtpDoorSettings& settings, const core::UserDb& users,
-                const core::Logger& log, PasswordChecker checker = {})
-        : spool_(spool), settings_(settings), users_(users), log_(log), checker_(std::move(checker)) {}
+                net::DiskSync& disk, const core::Logger& log, PasswordChecker checker = {})
+        : spool_(spool), settings_(settings), users_(users), disk_(disk), log_(log), checker_(std::move(checker)) {}
 
     std::unique_ptr<net::CommittingDoor> open_door(const smtp::ClientInfo& client) override {
-        return std::make_unique<SmtpDoor>(spool_, settings_, users_, log_, client);
+        return std::make_unique<SmtpDoor>(spool_, settings_, users_, disk_, log_, client);
     }
     boost::asio::awaitable<smtp::AuthVerdict> check_password(const smtp::ClientInfo& client, const std::string& user,
                                                              std::string& password) override;
@@ -79,6 +83,7 @@ private:
     const mail::Spool& spool_;
     const SmtpDoorSettings& settings_;
     const core::UserDb& users_;
+    net::DiskSync& disk_;
     const core::Logger& log_;
     PasswordChecker checker_;
 };

@@ -98,7 +98,8 @@ int run_sessions(const core::Config& config, SmtpdSetup& setup, int channel, con
         }
         co_return smtp::AuthVerdict::unavailable;
     };
-    SmtpHandler handler(*spool, door_settings, users, log, checker);
+    net::DiskSync disk(io.get_executor());
+    SmtpHandler handler(*spool, door_settings, users, disk, log, checker);
 
     net::ServerSettings settings;
     settings.session = smtp::SessionSettings::from_config(config, smtp::Dialect::smtp);
@@ -257,7 +258,8 @@ int run_smtp_stdio(const core::Config& config, const mail::Spool& spool, const c
     core::SystemClock clock;
     core::NssUserDb users;
     SmtpDoorSettings door_settings = SmtpDoorSettings::from_config(config);
-    SmtpHandler handler(spool, door_settings, users, log);
+    net::DiskSync disk(io.get_executor());
+    SmtpHandler handler(spool, door_settings, users, disk, log);
     net::ServerSettings settings;
     settings.session = smtp::SessionSettings::from_config(config, smtp::Dialect::smtp);
     settings.timeout = config.duration("smtpd_timeout");

@@ -109,7 +109,7 @@ core::Result<void> FrontDoor::write(std::string_view bytes) {
     return written;
 }
 
-core::Result<Committed> FrontDoor::commit() {
+core::Result<void> FrontDoor::check_commit() {
     if (committed_) return closed_error(id());
     if (error_) return core::unexpected(*error_);
     if (envelope_.recipients.empty()) return core::unexpected_errno("no recipient addresses found", EDESTADDRREQ);
@@ -117,11 +117,39 @@ core::Result<Committed> FrontDoor::commit() {
     bool any_dsn = std::any_of(envelope_.recipient_dsn.begin(), envelope_.recipient_dsn.end(),
                                [](const RecipientDsn& dsn) { return !dsn.empty(); });
     if (!any_dsn) envelope_.recipient_dsn.clear();
-    if (auto r = writer_.commit(envelope_); !r) {
-        // The temporary file's state is unknown now: never try again with it.
-        error_ = r.error();
-        return core::unexpected(r.error());
-    }
+    return {};
+}
+
+core::Result<void> FrontDoor::failed_step(core::Result<void> step) {
+    // The temporary file's state is unknown now: never try again with it.
+    if (!step) error_ = step.error();
+    return step;
+}
+
+core::Result<Committed> FrontDoor::commit() {
+    if (auto checked = check_commit(); !checked) return core::unexpected(checked.error());
+    if (auto r = failed_step(writer_.commit(envelope_)); !r) return core::unexpected(r.error());
+    committed_ = true;
+    return Committed{writer_.id(), writer_.size(), envelope_.recipients.size()};
+}
+
+core::Result<int> FrontDoor::stage_commit() {
+    if (auto checked = check_commit(); !checked) return core::unexpected(checked.error());
+    if (auto r = failed_step(writer_.stage(envelope_)); !r) return core::unexpected(r.error());
+    return writer_.data_fd();
+}
+
+core::Result<int> FrontDoor::publish(core::Result<void> data_synced) {
+    if (committed_) return closed_error(id());
+    if (error_) return core::unexpected(*error_);
+    if (auto r = failed_step(writer_.publish(std::move(data_synced))); !r) return core::unexpected(r.error());
+    return writer_.folder_fd();
+}
+
+core::Result<Committed> FrontDoor::settle(core::Result<void> folder_synced) {
+    if (committed_) return closed_error(id());
+    if (error_) return core::unexpected(*error_);
+    if (auto r = failed_step(writer_.settle(std::move(folder_synced))); !r) return core::unexpected(r.error());
     committed_ = true;
     return Committed{writer_.id(), writer_.size(), envelope_.recipients.size()};
 }

@@ -104,10 +104,23 @@ public:
     // committed, the door refuses everything (EINVAL).
     core::Result<Committed> commit();
 
+    // commit() in QueueWriter's three steps, for a caller that runs the two syncs
+    // without blocking (the SMTP listener). The same refusals and sticky errors as
+    // commit(); an error at any step ends the door as a failed commit() does.
+    //   stage_commit()              → the descriptor to fdatasync
+    //   publish(data_synced)        → the folder's descriptor to fsync
+    //   settle(folder_synced)       → what commit() would have returned
+    core::Result<int> stage_commit();
+    core::Result<int> publish(core::Result<void> data_synced);
+    core::Result<Committed> settle(core::Result<void> folder_synced);
+
     // The Status to answer for an error of write() or commit() (table above).
     static Status status_of(const core::Error& error);
 
 private:
+    core::Result<void> check_commit();
+    core::Result<void> failed_step(core::Result<void> step);
+
     FrontDoor(QueueWriter writer, FrontDoorSettings settings)
         : writer_(std::move(writer)), settings_(std::move(settings)) {}
     QueueWriter writer_;

@@ -8,6 +8,7 @@
 #include <fmt/format.h>
 
 #include <array>
+#include <cassert>
 #include <cerrno>
 #include <cstdio>
 
@@ -325,6 +326,17 @@ core::Result<void> folder_sync(int folder_fd, const std::string& folder) {
 void set_commit_folder_sync_for_tests(CommitFolderSync sync) { commit_folder_sync_hook = sync; }
 
 core::Result<void> QueueWriter::commit(const Envelope& envelope, QueueFolder folder) {
+    if (auto staged = stage(envelope); !staged) return staged;
+    // The content must be on disk before its name appears in queue/: a crash
+    // after the rename must not leave a named entry with missing blocks.
+    core::Result<void> data_synced;
+    if (::fdatasync(fd_.get()) != 0) data_synced = core::unexpected_errno("fsync " + tmp_path_);
+    if (auto published = publish(std::move(data_synced), folder); !published) return published;
+    // The rename itself must survive a crash before we report the message accepted.
+    return settle(folder_sync(folder_fd(folder), spool_->folder_path(folder)), folder);
+}
+
+core::Result<void> QueueWriter::stage(const Envelope& envelope) {
     // A field that would not read back would make the entry corrupt at its first
     // run: refuse it now, while the caller can still say the message was not queued.
     if (auto checked = check_envelope(envelope); !checked) return checked;
@@ -342,26 +354,33 @@ core::Result<void> QueueWriter::commit(const Envelope& envelope, QueueFolder fol
         if (auto r = core::pwrite_all(fd_.get(), header, 0, tmp_path_); !r) return r;
     }
     buffer_.clear();
-    // The content must be on disk before its name appears in queue/: a crash
-    // after the rename must not leave a named entry with missing blocks.
-    if (::fdatasync(fd_.get()) != 0) return core::unexpected_errno("fsync " + tmp_path_);
+    return {};
+}
+
+int QueueWriter::folder_fd(QueueFolder folder) const { return spool_->folder_fd(folder); }
+
+core::Result<void> QueueWriter::publish(core::Result<void> data_synced, QueueFolder folder) {
+    // Without its data on disk the entry must not get a name in the folder (commit()).
+    if (!data_synced) return data_synced;
     // Through the folders opened (and checked) with the spool: a name swapped since
     // cannot redirect the entry.
-    std::string final_path = spool_->entry_path(folder, id_);
     const int tmp_fd = spool_->tmp_fd();
-    const int folder_fd = spool_->folder_fd(folder);
-    if (::renameat2(tmp_fd, id_.c_str(), folder_fd, id_.c_str(), RENAME_NOREPLACE) != 0) {
+    const int into = folder_fd(folder);
+    if (::renameat2(tmp_fd, id_.c_str(), into, id_.c_str(), RENAME_NOREPLACE) != 0) {
+        std::string final_path = spool_->entry_path(folder, id_);
         if (errno != EINVAL && errno != ENOSYS) return core::unexpected_errno("rename into " + final_path);
         // A file system without RENAME_NOREPLACE: link fails on an existing name just the same.
-        if (::linkat(tmp_fd, id_.c_str(), folder_fd, id_.c_str(), 0) != 0)
+        if (::linkat(tmp_fd, id_.c_str(), into, id_.c_str(), 0) != 0)
             return core::unexpected_errno("link into " + final_path);
         ::unlinkat(tmp_fd, id_.c_str(), 0);
     }
     tmp_path_.clear();
-    // The rename itself must survive a crash before we report the message accepted.
-    const std::string folder_path = spool_->folder_path(folder);
-    auto synced = folder_sync(folder_fd, folder_path);
-    if (synced) return {};
+    return {};
+}
+
+core::Result<void> QueueWriter::settle(core::Result<void> folder_synced, QueueFolder folder) {
+    assert(tmp_path_.empty() && "settle() comes after a publish() that succeeded");
+    if (folder_synced) return {};
     // The caller will say "nothing was queued" and may retry: the entry must not
     // stay to be delivered as well. Take it back, under its lock so that no runner
     // is delivering it meanwhile (a runner that locks it later finds it gone).
@@ -373,12 +392,13 @@ core::Result<void> QueueWriter::commit(const Envelope& envelope, QueueFolder fol
         // delivered, so it was queued; only a crash in the next moment could lose it.
         return {};
     }
-    if (::unlinkat(folder_fd, id_.c_str(), 0) != 0 && errno != ENOENT) {
+    const int from = folder_fd(folder);
+    if (::unlinkat(from, id_.c_str(), 0) != 0 && errno != ENOENT) {
         // Still there, and nobody told: report accepted rather than invite a duplicate.
         return {};
     }
-    (void)folder_sync(folder_fd, folder_path);  // best effort: the removal should reach the disk too
-    return synced;
+    (void)folder_sync(from, spool_->folder_path(folder));  // best effort: the removal should reach the disk too
+    return folder_synced;
 }
 
 // ---- reading and locking

@@ -119,13 +119,26 @@ public:
     // then delivers it: that is reported as success (docs/spool.md).
     core::Result<void> commit(const Envelope& envelope, QueueFolder folder = QueueFolder::queue);
 
+    // commit() in its three steps, for a caller that runs the two syncs itself, without
+    // blocking on them (the SMTP listener: other sessions go on, and the syncs of
+    // several commits overlap or are shared). Each step takes the outcome of the sync
+    // before it, so a failed sync can never be followed by the next step:
+    //   stage(envelope)              header and envelope written; fdatasync data_fd()
+    //   publish(data_synced, folder) renamed into the folder; fsync folder_fd(folder)
+    //   settle(folder_synced, folder) as commit() ends: on a failed sync, taken back
+    core::Result<void> stage(const Envelope& envelope);
+    int data_fd() const { return fd_.get(); }
+    core::Result<void> publish(core::Result<void> data_synced, QueueFolder folder = QueueFolder::queue);
+    int folder_fd(QueueFolder folder = QueueFolder::queue) const;
+    core::Result<void> settle(core::Result<void> folder_synced, QueueFolder folder = QueueFolder::queue);
+
 private:
     QueueWriter(const Spool& spool, std::string id, core::UniqueFd fd, std::string tmp_path)
         : spool_(&spool), id_(std::move(id)), fd_(std::move(fd)), tmp_path_(std::move(tmp_path)) {}
     const Spool* spool_;
     std::string id_;
     core::UniqueFd fd_;
-    std::string tmp_path_;  // empty once committed
+    std::string tmp_path_;  // empty once published
     uint64_t size_ = 0;
     std::string buffer_;
 };

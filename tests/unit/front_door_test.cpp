@@ -3,6 +3,8 @@
 // and what the committed entry holds.
 #include "queue/front_door.hpp"
 
+#include <unistd.h>
+
 #include <cerrno>
 #include <catch2/catch.hpp>
 #include <string>
@@ -238,6 +240,60 @@ TEST_CASE("A committed door refuses more bytes and a second commit", "[front_doo
     REQUIRE_FALSE(again);
     CHECK(again.error().errno_value() == EINVAL);
     CHECK(f.queued_files().size() == 1);
+}
+
+TEST_CASE("The commit in steps: named in queue/ only after the data sync, queued after the folder sync",
+          "[front_door]") {
+    Fixture f;
+    FrontDoor door = f.door();
+    REQUIRE(door.add_recipient("bob").is_ok());
+    REQUIRE(door.write("Subject: steps\n\nbody\n"));
+    auto data_fd = door.stage_commit();
+    REQUIRE(data_fd);
+    // Staged: header and envelope written, still only in tmp/.
+    CHECK(f.tmp_files() == std::vector<std::string>{door.id()});
+    CHECK(f.queued_files().empty());
+    REQUIRE(::fdatasync(*data_fd) == 0);
+    auto folder_fd = door.publish({});
+    REQUIRE(folder_fd);
+    CHECK(f.tmp_files().empty());
+    CHECK(f.queued_files() == std::vector<std::string>{door.id()});
+    auto committed = door.settle({});
+    REQUIRE(committed);
+    CHECK(committed->id == door.id());
+    CHECK(f.committed_envelope(committed->id).recipients == std::vector<std::string>{"bob@host.example"});
+    CHECK_FALSE(door.commit());  // a committed door refuses a second commit
+}
+
+TEST_CASE("A failed data sync never lets the entry be named in queue/; the door stays failed", "[front_door]") {
+    Fixture f;
+    FrontDoor door = f.door();
+    REQUIRE(door.add_recipient("bob").is_ok());
+    REQUIRE(door.write("x\n"));
+    REQUIRE(door.stage_commit());
+    auto published = door.publish(mailroom::core::unexpected_errno("fsync tmp/X", EIO));
+    REQUIRE_FALSE(published);
+    CHECK(published.error().errno_value() == EIO);
+    CHECK(f.queued_files().empty());
+    // Sticky: the temporary file's state is unknown, nothing more is tried with it.
+    CHECK_FALSE(door.publish({}));
+    CHECK_FALSE(door.settle({}));
+    CHECK(f.queued_files().empty());
+}
+
+TEST_CASE("A failed folder sync takes the entry back out of queue/ and reports nothing queued", "[front_door]") {
+    Fixture f;
+    FrontDoor door = f.door();
+    REQUIRE(door.add_recipient("bob").is_ok());
+    REQUIRE(door.write("x\n"));
+    REQUIRE(door.stage_commit());
+    REQUIRE(door.publish({}));
+    REQUIRE(f.queued_files().size() == 1);
+    auto settled = door.settle(mailroom::core::unexpected_errno("fsync folder queue", EIO));
+    REQUIRE_FALSE(settled);
+    CHECK(settled.error().errno_value() == EIO);
+    CHECK(f.queued_files().empty());
+    CHECK(f.tmp_files().empty());
 }
 
 TEST_CASE("A bad recipient address is refused 5.1.3, a bad sender 5.1.7", "[front_door]") {
