@@ -7,9 +7,11 @@
 #include <algorithm>
 #include <cerrno>
 #include <memory>
+#include <optional>
 #include <string_view>
 
 #include "core/descriptors.hpp"
+#include "delivery/maildir_batch.hpp"
 #include "delivery/write_job.hpp"
 
 namespace mailroom::mail {
@@ -23,7 +25,10 @@ constexpr std::string_view connect_word = "connect";
 
 // --- the agent's side: already switched to its user, for life ---
 
-Status serve_one(core::ReceivedPacket& packet, const char* buf, const std::optional<MailboxLocation>& only) {
+// The request waiting on a connection: answered now, or (a Maildir write) staged
+// in `batch` under the connection's index, to be answered once the batch is durable.
+std::optional<Status> take_request(core::ReceivedPacket& packet, const char* buf,
+                                   const std::optional<MailboxLocation>& only, MaildirBatch& batch, size_t index) {
     if (packet.truncated || packet.fds.size() != 1)
         return Status::temp("4.3.0", "malformed delivery request: cut short or without its message");
     auto request = decode_write_request(std::string_view(buf, static_cast<size_t>(packet.length)));
@@ -32,15 +37,13 @@ Status serve_one(core::ReceivedPacket& packet, const char* buf, const std::optio
         return Status::perm("5.7.1", "delivery agent refused a write outside the mailbox it serves");
     auto message = Message::from_stored(std::move(packet.fds[0]), request->offset, request->size);
     if (!message) return Status::from_error(message.error());
+    if (request->job.format == MailboxFormat::maildir) return batch.add(index, *message, request->job.info);
     return run_write_job(request->job, *message);
 }
 
-// Answers the request waiting on `connection`; false when the connection is over.
-bool answer(int connection, char* buf, const std::optional<MailboxLocation>& only) {
-    core::ReceivedPacket packet = core::receive_with_fds(connection, buf, max_request, 1);
-    if (packet.length <= 0) return false;
-    std::string reply = writer_report_line(serve_one(packet, buf, only));
-    return ::send(connection, reply.data(), reply.size(), MSG_NOSIGNAL) >= 0;
+bool reply(int connection, const Status& status) {
+    std::string line = writer_report_line(status);
+    return ::send(connection, line.data(), line.size(), MSG_NOSIGNAL) >= 0;
 }
 
 int serve(int control, int first_connection, const std::optional<MailboxLocation>& only) {
@@ -50,6 +53,8 @@ int serve(int control, int first_connection, const std::optional<MailboxLocation
     connections.emplace_back(first_connection);
     bool control_open = true;
     std::vector<struct pollfd> ready;
+    std::vector<bool> over;
+    MaildirBatch batch;
     while (control_open || !connections.empty()) {
         ready.assign(1, {control_open ? control : -1, POLLIN, 0});
         for (const auto& c : connections) ready.push_back({c.get(), POLLIN, 0});
@@ -67,11 +72,27 @@ int serve(int control, int first_connection, const std::optional<MailboxLocation
                 connections.push_back(std::move(handed.fds[0]));
             }  // anything else: not the owner's, dropped with its descriptors
         }
-        // A connection added just now has no poll entry yet: only the polled ones count,
-        // walked from the last so that closing one does not move those still to come.
-        for (size_t i = ready.size() - 1; i-- > 0;) {
-            if (ready[i + 1].revents != 0 && !answer(connections[i].get(), buf.get(), only))
-                connections.erase(connections.begin() + static_cast<std::ptrdiff_t>(i));
+        // One request from each connection that has one (a connection added just now
+        // has no poll entry yet); the Maildir writes among them are made durable
+        // together, the rest are answered at once.
+        over.assign(connections.size(), false);
+        for (size_t i = 0; i + 1 < ready.size(); ++i) {
+            if (ready[i + 1].revents == 0) continue;
+            core::ReceivedPacket packet = core::receive_with_fds(connections[i].get(), buf.get(), max_request, 1);
+            if (packet.length <= 0) {
+                over[i] = true;
+            } else if (auto answered = take_request(packet, buf.get(), only, batch, i)) {
+                over[i] = !reply(connections[i].get(), *answered);
+            }
+        }
+        if (!batch.empty()) {
+            for (const auto& [index, status] : batch.finish()) {
+                over[index] = !reply(connections[index].get(), status);
+            }
+        }
+        // Walked from the last, so that closing one does not move those still to come.
+        for (size_t i = over.size(); i-- > 0;) {
+            if (over[i]) connections.erase(connections.begin() + static_cast<std::ptrdiff_t>(i));
         }
     }
     return 0;

@@ -53,24 +53,6 @@ struct DirStream {
     }
 };
 
-// The file in tmp/: removed when delivery fails at any step, and at the end on success.
-class TmpFile {
-public:
-    TmpFile(int dir_fd, std::string name) : dir_fd_(dir_fd), name_(std::move(name)) {}
-    TmpFile(const TmpFile&) = delete;
-    TmpFile& operator=(const TmpFile&) = delete;
-    ~TmpFile() { remove(); }
-    void remove() {
-        if (armed_) ::unlinkat(dir_fd_, name_.c_str(), 0);
-        armed_ = false;
-    }
-
-private:
-    int dir_fd_;
-    std::string name_;
-    bool armed_ = true;
-};
-
 // Opens one Maildir folder `name` inside at_fd without following a symlink,
 // creating it (0700, the user's) when it is missing, and checks that it belongs to
 // info.uid. On success `out` holds the folder and `created` says whether it is new:
@@ -208,79 +190,103 @@ Status MaildirWriter::deliver(const Message& message, const DeliveryInfo& info) 
 
 Status MaildirWriter::deliver(const Message& message, const DeliveryInfo& info,
                               std::string* delivered_path) const {
-    const std::string folder = strip_trailing_slashes(info.path);
-    const auto slash = folder.rfind('/');
-    const std::string base = slash == std::string::npos ? folder : folder.substr(slash + 1);
+    MaildirDelivery delivery;
+    if (Status staged = delivery.stage(message, info); !staged.is_ok()) return staged;
+    // fsync the data: a crash after we report success must not leave new/NAME empty or short.
+    if (Status published = delivery.publish(core::fsync_fd(delivery.data_fd(), delivery.tmp_shown()));
+        !published.is_ok())
+        return published;
+    // fsync new/: a crash after we report success must not lose the new/NAME entry.
+    return delivery.settle(core::fsync_fd(delivery.new_folder_fd(), delivery.new_folder_shown()), delivered_path);
+}
+
+MaildirDelivery::MaildirDelivery(MaildirDelivery&& other) noexcept
+    : folder_(std::move(other.folder_)), host_(std::move(other.host_)), name_(std::move(other.name_)),
+      new_name_(std::move(other.new_name_)), size_(other.size_), tmp_(std::move(other.tmp_)),
+      fresh_(std::move(other.fresh_)), file_(std::move(other.file_)),
+      tmp_armed_(std::exchange(other.tmp_armed_, false)) {}
+
+MaildirDelivery::~MaildirDelivery() { remove_tmp(); }
+
+void MaildirDelivery::remove_tmp() {
+    if (tmp_armed_) ::unlinkat(tmp_.get(), name_.c_str(), 0);
+    tmp_armed_ = false;
+}
+
+Status MaildirDelivery::stage(const Message& message, const DeliveryInfo& info) {
+    folder_ = strip_trailing_slashes(info.path);
+    const auto slash = folder_.rfind('/');
+    const std::string base = slash == std::string::npos ? folder_ : folder_.substr(slash + 1);
     if (base.empty() || base == "." || base == "..")
         return Status::temp("4.3.5", "maildir path \"" + info.path + "\" names no folder");
 
-    const std::string parent_path = core::dir_of(folder);
+    const std::string parent_path = core::dir_of(folder_);
     core::UniqueFd parent(::open(parent_path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
     if (!parent) return failure("open folder " + parent_path);
 
-    core::UniqueFd top, tmp, fresh, cur;
+    core::UniqueFd top, cur;
     bool made_top = false, made_tmp = false, made_new = false, made_cur = false;
-    if (auto refused = open_folder(parent.get(), base, folder, info, top, made_top)) return *refused;
+    if (auto refused = open_folder(parent.get(), base, folder_, info, top, made_top)) return *refused;
     if (auto refused = sync_if(made_top, parent.get(), parent_path)) return *refused;
-    if (auto refused = open_folder(top.get(), "tmp", folder + "/tmp", info, tmp, made_tmp)) return *refused;
-    if (auto refused = open_folder(top.get(), "new", folder + "/new", info, fresh, made_new)) return *refused;
-    if (auto refused = open_folder(top.get(), "cur", folder + "/cur", info, cur, made_cur)) return *refused;
-    if (auto refused = sync_if(made_tmp || made_new || made_cur, top.get(), folder)) return *refused;
-    cur.reset();
+    if (auto refused = open_folder(top.get(), "tmp", folder_ + "/tmp", info, tmp_, made_tmp)) return *refused;
+    if (auto refused = open_folder(top.get(), "new", folder_ + "/new", info, fresh_, made_new)) return *refused;
+    if (auto refused = open_folder(top.get(), "cur", folder_ + "/cur", info, cur, made_cur)) return *refused;
+    if (auto refused = sync_if(made_tmp || made_new || made_cur, top.get(), folder_)) return *refused;
 
-    if (sweep_due(folder + "/tmp")) remove_stale_tmp(tmp.get());
+    if (sweep_due(folder_ + "/tmp")) remove_stale_tmp(tmp_.get());
 
     const std::string headers = delivery_headers(info);
     // The message's own Return-Path: is left out (we write the real one): S= counts
     // what is written.
     auto content_size = message.size_without(OwnedFields::return_path);
     if (!content_size) return Status::from_error(content_size.error());
-    const std::uint64_t size = headers.size() + *content_size;
-    const std::string host = maildir_host(info.hostname);
+    size_ = headers.size() + *content_size;
+    host_ = maildir_host(info.hostname);
 
-    std::string name;
-    core::UniqueFd file;
-    for (int attempt = 0; attempt < name_attempts && !file; ++attempt) {
-        name = maildir_unique_name(host, size);
-        file.reset(::openat(tmp.get(), name.c_str(),
-                            O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
-        if (!file && errno != EEXIST) return failure("create " + folder + "/tmp/" + name);
+    for (int attempt = 0; attempt < name_attempts && !file_; ++attempt) {
+        name_ = maildir_unique_name(host_, size_);
+        file_.reset(::openat(tmp_.get(), name_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
+        if (!file_ && errno != EEXIST) return failure("create " + folder_ + "/tmp/" + name_);
     }
-    if (!file) return failure("create a unique name in " + folder + "/tmp", EEXIST);
-    TmpFile tmp_file(tmp.get(), name);
-    const std::string tmp_shown = folder + "/tmp/" + name;
+    if (!file_) return failure("create a unique name in " + folder_ + "/tmp", EEXIST);
+    tmp_armed_ = true;  // from here on, every failure removes it
 
-    if (::geteuid() == 0 && ::fchown(file.get(), info.uid, info.gid) != 0)
-        return failure("chown " + tmp_shown);
-    if (auto written = write_file(file.get(), headers, message, size, tmp_shown); !written)
+    if (::geteuid() == 0 && ::fchown(file_.get(), info.uid, info.gid) != 0) return failure("chown " + tmp_shown());
+    if (auto written = write_file(file_.get(), headers, message, size_, tmp_shown()); !written)
         return Status::from_error(written.error());
-    // fsync the data: a crash after we report success must not leave new/NAME empty or short.
-    if (auto synced = core::fsync_fd(file.get(), tmp_shown); !synced)
-        return Status::from_error(synced.error());
-    if (auto closed = file.close(); !closed)
-        return failure("close " + tmp_shown, closed.error().errno_value());
+    return Status::ok("staged in maildir tmp/");
+}
 
-    std::string new_name = name;
+Status MaildirDelivery::publish(core::Result<void> data_synced) {
+    // Without its data on disk the file must not get a name in new/.
+    if (!data_synced) return Status::from_error(data_synced.error());
+    if (auto closed = file_.close(); !closed) return failure("close " + tmp_shown(), closed.error().errno_value());
+    new_name_ = name_;
     for (int attempt = 0;; ++attempt) {
         // link, not rename: link fails on a name that exists, rename would silently
         // replace another message there. A crash leaves the mail in tmp/ or new/ or both.
-        if (::linkat(tmp.get(), name.c_str(), fresh.get(), new_name.c_str(), 0) == 0) break;
+        if (::linkat(tmp_.get(), name_.c_str(), fresh_.get(), new_name_.c_str(), 0) == 0) break;
         if (errno != EEXIST || attempt + 1 >= name_attempts)
-            return failure("link " + tmp_shown + " into " + folder + "/new");
-        new_name = maildir_unique_name(host, size);
+            return failure("link " + tmp_shown() + " into " + folder_ + "/new");
+        new_name_ = maildir_unique_name(host_, size_);
     }
-    // fsync new/: a crash after we report success must not lose the new/NAME entry.
-    if (auto synced = core::fsync_fd(fresh.get(), "folder " + folder + "/new"); !synced) {
+    return Status::ok("linked into maildir new/");
+}
+
+Status MaildirDelivery::settle(core::Result<void> new_synced, std::string* delivered_path) {
+    if (!new_synced) {
         // Undo so that the retry that follows this temporary failure does not duplicate.
-        ::unlinkat(fresh.get(), new_name.c_str(), 0);
-        return Status::from_error(synced.error());
+        ::unlinkat(fresh_.get(), new_name_.c_str(), 0);
+        return Status::from_error(new_synced.error());
     }
     // Drop the tmp/ name: the mail lives in new/ now. A crash here leaves a leftover
     // that a later delivery sweeps after 36 hours; it never becomes a second copy.
-    tmp_file.remove();
-
-    if (delivered_path) *delivered_path = folder + "/new/" + new_name;
+    remove_tmp();
+    if (delivered_path) *delivered_path = folder_ + "/new/" + new_name_;
     return Status::ok("delivered to maildir");
 }
+
+std::string MaildirDelivery::tmp_shown() const { return folder_ + "/tmp/" + name_; }
+std::string MaildirDelivery::new_folder_shown() const { return "folder " + folder_ + "/new"; }
 
 }  // namespace mailroom::mail

@@ -1,9 +1,6 @@
 #include "net/disk_sync.hpp"
 
-#include <linux/aio_abi.h>
 #include <sys/eventfd.h>
-#include <sys/syscall.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -21,20 +18,8 @@ namespace mailroom::net {
 namespace asio = boost::asio;
 
 namespace {
-
 // Requests the kernel holds at once; past it a sync runs in place (io_submit: EAGAIN).
 constexpr unsigned aio_depth = 256;
-
-// glibc has no wrappers for the kernel's own AIO calls (its aio_* are threads).
-long io_setup(unsigned depth, aio_context_t* context) { return ::syscall(SYS_io_setup, depth, context); }
-long io_destroy(aio_context_t context) { return ::syscall(SYS_io_destroy, context); }
-long io_submit(aio_context_t context, long count, struct iocb** requests) {
-    return ::syscall(SYS_io_submit, context, count, requests);
-}
-long io_getevents(aio_context_t context, long least, long most, struct io_event* events, struct timespec* timeout) {
-    return ::syscall(SYS_io_getevents, context, least, most, events, timeout);
-}
-
 }  // namespace
 
 void DiskSync::Waiter::finish(int error_number) {
@@ -50,15 +35,14 @@ DiskSync::DiskSync(asio::any_io_executor executor, Mode mode)
     int eventfd = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (eventfd < 0) return;
     completions_.assign(eventfd);
-    aio_context_t context = 0;
-    if (io_setup(aio_depth, &context) != 0) return;  // in place, then
-    aio_ = context;
+    auto aio = std::make_unique<core::KernelAio>(aio_depth, eventfd);
+    if (aio->usable()) aio_ = std::move(aio);  // else in place
 }
 
 DiskSync::~DiskSync() {
     *alive_ = false;
     // Blocks until the kernel finished the syncs it holds (they cannot be cancelled).
-    if (aio_ != 0) io_destroy(aio_);
+    aio_.reset();
     // Nobody will hear of them now: their callers learn the commit failed, which is
     // what they say when a sync is not known to be done (nothing was queued).
     auto in_flight = std::move(in_flight_);
@@ -77,24 +61,15 @@ asio::awaitable<int> DiskSync::wait(std::shared_ptr<Waiter> waiter) {
 
 void DiskSync::start(int fd, bool data_only, Done done) {
     ++(data_only ? data_syncs_ : folder_syncs_);
-    if (aio_ != 0) {
-        const uint64_t request = next_request_++;
-        struct iocb order {};
-        order.aio_data = request;
-        order.aio_lio_opcode = data_only ? IOCB_CMD_FDSYNC : IOCB_CMD_FSYNC;
-        order.aio_fildes = static_cast<uint32_t>(fd);
-        order.aio_flags = IOCB_FLAG_RESFD;
-        order.aio_resfd = static_cast<uint32_t>(completions_.native_handle());
-        struct iocb* orders[1] = {&order};
-        if (io_submit(aio_, 1, orders) == 1) {
-            in_flight_.emplace(request, std::move(done));
-            watch_completions();
-            return;
-        }
-        // EAGAIN: the context is full for now; EINVAL: a kernel without asynchronous
-        // fsync (before 4.18), or a file that has no fsync at all; EBADF. This one runs
-        // in place, which says which it was.
+    const uint64_t request = next_request_++;
+    if (aio_ && aio_->submit_sync(fd, data_only, request)) {
+        in_flight_.emplace(request, std::move(done));
+        watch_completions();
+        return;
     }
+    // No AIO; or the kernel would not take this one (EAGAIN: its context is full;
+    // EINVAL: no asynchronous fsync before 4.18, or a file without fsync; EBADF):
+    // in place, which says which it was.
     int error_number = (data_only ? ::fdatasync(fd) : ::fsync(fd)) == 0 ? 0 : errno;
     // Posted, not called: the caller finishes registering before anyone is woken.
     asio::post(executor_, [alive = alive_, done = std::move(done), error_number] {
@@ -118,23 +93,20 @@ void DiskSync::watch_completions() {
 void DiskSync::take_completions(bool block) {
     uint64_t signalled = 0;
     (void)!::read(completions_.native_handle(), &signalled, sizeof signalled);  // resets the count
-    struct io_event events[64];
-    struct timespec no_wait {};
+    core::KernelAio::Completion done[64];
     while (!in_flight_.empty()) {
         // Blocking only when the eventfd cannot be watched any more (it never fails
         // in practice): the syncs' callers are still owed an answer.
-        long least = block ? static_cast<long>(in_flight_.size()) : 0;
-        long got = io_getevents(aio_, std::min(least, 64L), 64, events, block ? nullptr : &no_wait);
-        if (got < 0 && errno == EINTR) continue;
-        if (got <= 0) break;
-        for (long i = 0; i < got; ++i) {
-            auto found = in_flight_.find(events[i].data);
+        size_t got = aio_->collect(done, block ? in_flight_.size() : 0);
+        if (got == 0) break;
+        for (size_t i = 0; i < got; ++i) {
+            auto found = in_flight_.find(done[i].tag);
             if (found == in_flight_.end()) continue;
-            Done done = std::move(found->second);
+            Done callback = std::move(found->second);
             in_flight_.erase(found);
-            done(events[i].res < 0 ? static_cast<int>(-events[i].res) : 0);
+            callback(done[i].error);
         }
-        if (got < 64 && !block) break;
+        if (got < std::size(done)) break;
     }
 }
 

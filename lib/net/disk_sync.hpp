@@ -33,6 +33,7 @@
 #include <boost/asio/posix/stream_descriptor.hpp>
 #include <boost/asio/steady_timer.hpp>
 
+#include "core/kernel_aio.hpp"
 #include "core/result.hpp"
 
 namespace mailroom::net {
@@ -47,7 +48,7 @@ public:
     DiskSync(const DiskSync&) = delete;
     DiskSync& operator=(const DiskSync&) = delete;
 
-    Mode mode() const { return aio_ == 0 ? Mode::in_place : Mode::kernel_aio; }
+    Mode mode() const { return aio_ ? Mode::kernel_aio : Mode::in_place; }
 
     // fdatasync(fd); `what` names the file in an error ("fsync what").
     boost::asio::awaitable<core::Result<void>> sync_data(int fd, std::string what);
@@ -86,7 +87,7 @@ private:
     void start_folder_sync(int folder);
 
     boost::asio::any_io_executor executor_;
-    uint64_t aio_ = 0;  // the kernel's aio_context_t; 0: none, syncs run in place
+    std::unique_ptr<core::KernelAio> aio_;  // none: syncs run in place
     boost::asio::posix::stream_descriptor completions_;  // the eventfd the kernel signals
     bool watching_ = false;
     uint64_t next_request_ = 1;
