@@ -13,6 +13,8 @@
 
 #include "delivery/agent_handoff.hpp"
 #include "delivery/delivery_agents.hpp"
+#include "delivery/write_job.hpp"
+#include "core/descriptors.hpp"
 #include "support/test_support.hpp"
 
 using namespace mailroom::mail;
@@ -152,4 +154,62 @@ TEST_CASE("The root side starts the agent its resolver decides, one per lane, an
     CHECK(WEXITSTATUS(status) == 0);
     CHECK(asked == std::vector<std::string>{"u", "u", "u", "nobody-here"});
     CHECK(registry.pids().size() == 2);  // lanes 0 and 1, both pinned, neither root
+}
+
+TEST_CASE("An agent answers the writes sent on several connections at once, each on its own connection",
+          "[agents][root]") {
+    if (::geteuid() != 0) {
+        WARN("skipped: agents switch to other users only as root");
+        return;
+    }
+    mailroom::test::TempDir tmp;
+    REQUIRE(::chmod(tmp.path.c_str(), 0777) == 0);
+    MessageOptions options;
+    options.tmp_dir = tmp.path;
+    options.memory_limit = 0;
+    auto message = Message::from_string("Subject: at once\n\nbody\n", options);
+    REQUIRE(message);
+
+    AgentRegistry registry;
+    AgentIdentity as{Credentials{pinned_uid, pinned_uid, {pinned_uid}}, {}, "u"};
+    // Five Maildir writes (two Maildirs), one mbox write, one malformed request, all
+    // waiting before the agent reads any: the Maildir ones are made durable together.
+    std::vector<WriteJob> jobs;
+    for (int i = 0; i < 3; ++i) jobs.push_back(maildir_job(tmp.path + "/one/"));
+    for (int i = 0; i < 2; ++i) jobs.push_back(maildir_job(tmp.path + "/two/"));
+    WriteJob mbox = maildir_job(tmp.path + "/mbox");
+    mbox.format = MailboxFormat::mbox;
+    jobs.push_back(mbox);
+    std::vector<AgentConnection> connections;
+    for (size_t i = 0; i <= jobs.size(); ++i) {
+        AgentOffer offer = registry.connect(as);
+        REQUIRE(offer.failure.is_ok());
+        connections.push_back(std::move(offer.connection));
+    }
+    REQUIRE(registry.pids().size() == 1);
+    const int message_fd = message->content_fd();
+    for (size_t i = 0; i < jobs.size(); ++i) {
+        std::string packet = encode_write_request({jobs[i], message->content_offset(), message->size()});
+        REQUIRE(mailroom::core::send_with_fds(connections[i].socket.get(), packet, {&message_fd, 1}));
+    }
+    REQUIRE(mailroom::core::send_with_fds(connections.back().socket.get(), "garbage", {&message_fd, 1}));
+    std::vector<std::string> replies;
+    for (auto& connection : connections) {
+        // Bounded: a reply sent on the wrong connection fails the test instead of hanging it.
+        struct timeval wait {20, 0};
+        REQUIRE(::setsockopt(connection.socket.get(), SOL_SOCKET, SO_RCVTIMEO, &wait, sizeof wait) == 0);
+        char line[512];
+        ssize_t n = ::recv(connection.socket.get(), line, sizeof line, 0);
+        REQUIRE(n > 0);
+        replies.emplace_back(line, static_cast<size_t>(n));
+    }
+    for (size_t i = 0; i < jobs.size(); ++i) {
+        INFO(replies[i]);
+        CHECK(replies[i].rfind("2.0.0 ", 0) == 0);
+    }
+    CHECK(replies.back().rfind("4.3.0 ", 0) == 0);
+    CHECK(mailroom::test::names_in(tmp.path + "/one/new").size() == 3);
+    CHECK(mailroom::test::names_in(tmp.path + "/two/new").size() == 2);
+    CHECK(mailroom::test::names_in(tmp.path + "/one/tmp").empty());
+    CHECK(mailroom::test::slurp(tmp.path + "/mbox").find("Subject: at once") != std::string::npos);
 }
