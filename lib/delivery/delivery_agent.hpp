@@ -8,7 +8,9 @@
 // An agent has one control socket, on which its owner hands it connections, and
 // any number of connections (SOCK_SEQPACKET), on each of which it answers one
 // request at a time: a WriteJob with a read-only descriptor of the stored message
-// in, one "X.Y.Z text" line out (delivery/write_job.hpp). It exits when its control
+// in, one "X.Y.Z text" line out (delivery/write_job.hpp). The Maildir writes waiting
+// on several connections at once are made durable together, their syncs shared
+// (delivery/maildir_batch.hpp); other writes are answered one by one. It exits when its control
 // socket and every connection have been closed, and never before: a request sent
 // is answered, or the agent has been killed (a deadline, its owner's end).
 //
