@@ -27,7 +27,8 @@ The exact command of the default run (BIN_DIR defaults to build/bin):
    messages; smtp-source must exit 0 and the Maildir hold exactly M. Messages/s = M /
    that time. RUNS (3) runs each, A and B interleaved (order alternating), after an
    untimed warm-up of 500 messages each; medians. The Maildir of the previous run is
-   set aside, never deleted before a run (bench_common.set_aside). The time until
+   set aside, never deleted before a run (bench_common.set_aside), and every dirty
+   page on the machine is written out (sync) before each run. The time until
    smtp-source exited (every message queued, 250 after fsync on both sides) is shown
    beside it.
 2. CPU ms per message: user+system CPU of each server's whole process tree
@@ -506,6 +507,9 @@ def throughput_run(a, side, messages: int, timed: bool = True) -> None:
     maildir = side.maildir()
     set_aside(maildir)
     counter = MailboxCounter(maildir, "maildir", messages)
+    # The previous run's (or warm-up's) dirty pages written out first: the kernel's
+    # writeback of another side's 40 MB must not land in the middle of this run.
+    os.sync()
     note = wait_idle() + busy_note()
     cpu0 = side.cpu_seconds()
     ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
