@@ -265,7 +265,7 @@ TEST_CASE("The commit in steps: named in queue/ only after the data sync, queued
     CHECK_FALSE(door.commit());  // a committed door refuses a second commit
 }
 
-TEST_CASE("A failed data sync never lets the entry be named in queue/; the door stays failed", "[front_door]") {
+TEST_CASE("A failed data sync never lets the entry be named in queue/, and the door stays failed", "[front_door]") {
     Fixture f;
     FrontDoor door = f.door();
     REQUIRE(door.add_recipient("bob").is_ok());
