@@ -7,7 +7,7 @@
 
 #include <algorithm>
 #include <cerrno>
-#include <memory>
+#include <optional>
 #include <vector>
 
 namespace mailroom::core {
@@ -28,17 +28,19 @@ int sync_in_place(int fd, bool data_only) { return (data_only ? ::fdatasync(fd) 
 
 }  // namespace
 
-KernelAio::KernelAio(unsigned depth, int eventfd) : eventfd_(eventfd) {
+KernelAio::KernelAio(unsigned depth, int eventfd) : eventfd_(eventfd), owner_(::getpid()) {
     aio_context_t context = 0;
     if (io_setup(depth, &context) == 0) context_ = context;
 }
 
 KernelAio::~KernelAio() {
-    if (context_ != 0) io_destroy(context_);
+    if (usable()) io_destroy(context_);
 }
 
+bool KernelAio::usable() const { return context_ != 0 && owner_ == ::getpid(); }
+
 bool KernelAio::submit_sync(int fd, bool data_only, uint64_t tag) {
-    if (context_ == 0) {
+    if (!usable()) {
         errno = ENOSYS;
         return false;
     }
@@ -55,7 +57,7 @@ bool KernelAio::submit_sync(int fd, bool data_only, uint64_t tag) {
 }
 
 size_t KernelAio::collect(std::span<Completion> out, size_t least) {
-    if (context_ == 0 || out.empty()) return 0;
+    if (!usable() || out.empty()) return 0;
     constexpr size_t batch = 64;
     struct io_event events[batch];
     struct timespec no_wait {};
@@ -77,13 +79,8 @@ size_t KernelAio::collect(std::span<Completion> out, size_t least) {
 void sync_all(std::span<SyncOrder> orders) {
     // One context per process, made at its first batch: a context does not survive
     // a fork, and this runs in forked delivery agents.
-    static pid_t owner = 0;
-    static std::unique_ptr<KernelAio> aio;
-    if (owner != ::getpid()) {
-        (void)aio.release();  // the parent's: not ours to destroy
-        aio = std::make_unique<KernelAio>(64);
-        owner = ::getpid();
-    }
+    static std::optional<KernelAio> aio;
+    if (!aio || !aio->usable()) aio.emplace(64);
     size_t in_flight = 0;
     for (size_t i = 0; i < orders.size(); ++i) {
         if (orders.size() > 1 && aio->submit_sync(orders[i].fd, orders[i].data_only, i)) {

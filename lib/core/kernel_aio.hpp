@@ -7,8 +7,8 @@
 // sync_all() is the blocking form for a process that has several files to make
 // durable at once (a delivery agent's batch): all submitted together, all waited for.
 // Invariants: a completion is reported once, with the kernel's outcome; a context
-// belongs to the process that made it (a forked copy cannot use it: sync_all makes
-// its own per process).
+// belongs to the process that made it (the kernel does not copy it into a fork: there
+// it is not usable(), and its end leaves the parent's alone; sync_all makes one per process).
 // Must never: report a sync done before the kernel did.
 #pragma once
 
@@ -29,7 +29,7 @@ public:
     KernelAio(const KernelAio&) = delete;
     KernelAio& operator=(const KernelAio&) = delete;
 
-    bool usable() const { return context_ != 0; }
+    bool usable() const;
     // Hands the kernel fdatasync (data_only) or fsync of `fd`, tagged. False, errno
     // set, when it will not take it (EAGAIN: full; EINVAL: no asynchronous fsync in
     // this kernel, or a file without fsync; EBADF): the caller syncs in place.
@@ -46,6 +46,7 @@ public:
 private:
     int eventfd_;
     uint64_t context_ = 0;  // the kernel's aio_context_t; 0: none
+    int owner_ = 0;         // the pid that made it
 };
 
 // One file to make durable, and how it went.

@@ -35,8 +35,8 @@ DiskSync::DiskSync(asio::any_io_executor executor, Mode mode)
     int eventfd = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (eventfd < 0) return;
     completions_.assign(eventfd);
-    auto aio = std::make_unique<core::KernelAio>(aio_depth, eventfd);
-    if (aio->usable()) aio_ = std::move(aio);  // else in place
+    aio_.emplace(aio_depth, eventfd);
+    if (!aio_->usable()) aio_.reset();  // in place, then
 }
 
 DiskSync::~DiskSync() {

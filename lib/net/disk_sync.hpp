@@ -24,6 +24,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -48,7 +49,7 @@ public:
     DiskSync(const DiskSync&) = delete;
     DiskSync& operator=(const DiskSync&) = delete;
 
-    Mode mode() const { return aio_ ? Mode::kernel_aio : Mode::in_place; }
+    Mode mode() const { return aio_ && aio_->usable() ? Mode::kernel_aio : Mode::in_place; }
 
     // fdatasync(fd); `what` names the file in an error ("fsync what").
     boost::asio::awaitable<core::Result<void>> sync_data(int fd, std::string what);
@@ -87,7 +88,7 @@ private:
     void start_folder_sync(int folder);
 
     boost::asio::any_io_executor executor_;
-    std::unique_ptr<core::KernelAio> aio_;  // none: syncs run in place
+    std::optional<core::KernelAio> aio_;  // none: syncs run in place
     boost::asio::posix::stream_descriptor completions_;  // the eventfd the kernel signals
     bool watching_ = false;
     uint64_t next_request_ = 1;

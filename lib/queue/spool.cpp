@@ -367,8 +367,9 @@ core::Result<void> QueueWriter::publish(core::Result<void> data_synced, QueueFol
     const int tmp_fd = spool_->tmp_fd();
     const int into = folder_fd(folder);
     if (::renameat2(tmp_fd, id_.c_str(), into, id_.c_str(), RENAME_NOREPLACE) != 0) {
+        const int err = errno;
         std::string final_path = spool_->entry_path(folder, id_);
-        if (errno != EINVAL && errno != ENOSYS) return core::unexpected_errno("rename into " + final_path);
+        if (err != EINVAL && err != ENOSYS) return core::unexpected_errno("rename into " + final_path, err);
         // A file system without RENAME_NOREPLACE: link fails on an existing name just the same.
         if (::linkat(tmp_fd, id_.c_str(), into, id_.c_str(), 0) != 0)
             return core::unexpected_errno("link into " + final_path);

@@ -5,6 +5,7 @@
 
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -129,4 +130,28 @@ TEST_CASE("sync_all syncs files and folders at once and reports each failure on 
     std::vector<core::SyncOrder> alone{{writer.get(), true}};
     core::sync_all(alone);
     CHECK(alone[0].error == EINVAL);
+}
+
+TEST_CASE("a forked copy does not take its parent's AIO context for its own, and sync_all works there", "[maildir_batch]") {
+    TempDir dir;
+    core::UniqueFd one(::open(dir.write("a", "x").c_str(), O_WRONLY | O_CLOEXEC));
+    core::UniqueFd two(::open(dir.write("b", "y").c_str(), O_WRONLY | O_CLOEXEC));
+    std::vector<core::SyncOrder> orders{{one.get(), true}, {two.get(), true}};
+    core::sync_all(orders);  // the parent's context, made now
+    REQUIRE(orders[0].error == 0);
+    core::KernelAio parents(4);
+    pid_t child = ::fork();
+    REQUIRE(child >= 0);
+    if (child == 0) {
+        // The kernel does not copy a context into a fork: the child must not touch it.
+        bool ok = !parents.usable();
+        std::vector<core::SyncOrder> again{{one.get(), true}, {two.get(), true}};
+        core::sync_all(again);
+        ok = ok && again[0].error == 0 && again[1].error == 0;
+        ::_exit(ok ? 0 : 1);
+    }
+    int status = 0;
+    REQUIRE(::waitpid(child, &status, 0) == child);
+    CHECK(WIFEXITED(status));
+    CHECK(WEXITSTATUS(status) == 0);
 }
