@@ -317,10 +317,15 @@ def children(pid):
 
 
 def uid_of(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("Uid:"):
-                return [int(x) for x in line.split()[1:]]
+    """Real, effective, saved and file-system uids of PID; [] once it is gone (a
+    listener's old root side exits while the daemon's children are being listed)."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("Uid:"):
+                    return [int(x) for x in line.split()[1:]]
+    except OSError:
+        pass
     return []
 
 
@@ -330,7 +335,7 @@ def listener_processes(daemon_pid, timeout=10.0):
     while time.time() < deadline:
         for child in children(daemon_pid):
             grandchildren = children(child)
-            if len(grandchildren) == 1 and uid_of(child)[0] == 0:
+            if len(grandchildren) == 1 and uid_of(child)[:1] == [0]:
                 return child, grandchildren[0]
         time.sleep(0.1)
     raise AssertionError("no listener process tree under mta -d")
