@@ -24,9 +24,9 @@ long io_getevents(aio_context_t context, long least, long most, struct io_event*
     return ::syscall(SYS_io_getevents, context, least, most, events, timeout);
 }
 
-int sync_in_place(int fd, bool data_only) { return (data_only ? ::fdatasync(fd) : ::fsync(fd)) == 0 ? 0 : errno; }
-
 }  // namespace
+
+int sync_in_place(int fd, bool data_only) { return (data_only ? ::fdatasync(fd) : ::fsync(fd)) == 0 ? 0 : errno; }
 
 KernelAio::KernelAio(unsigned depth, int eventfd) : eventfd_(eventfd), owner_(::getpid()) {
     aio_context_t context = 0;
@@ -79,16 +79,18 @@ size_t KernelAio::collect(std::span<Completion> out, size_t least) {
 void sync_all(std::span<SyncOrder> orders) {
     // One context per process, made at its first batch: a context does not survive
     // a fork, and this runs in forked delivery agents.
+    // Alone, an order has nothing to overlap with: no context is made for it.
     static std::optional<KernelAio> aio;
-    if (!aio || !aio->usable()) aio.emplace(64);
+    const bool together = orders.size() > 1;
+    if (together && (!aio || !aio->usable())) aio.emplace(64);
     size_t in_flight = 0;
     for (size_t i = 0; i < orders.size(); ++i) {
-        if (orders.size() > 1 && aio->submit_sync(orders[i].fd, orders[i].data_only, i)) {
+        if (together && aio->submit_sync(orders[i].fd, orders[i].data_only, i)) {
             // Failed until the kernel says otherwise.
             orders[i].error = EINPROGRESS;
             ++in_flight;
         } else {
-            // Alone (nothing to overlap), or refused by the kernel: here and now.
+            // Alone, or refused by the kernel: here and now.
             orders[i].error = sync_in_place(orders[i].fd, orders[i].data_only);
         }
     }

@@ -55,6 +55,10 @@ struct SyncOrder {
     bool data_only = true;  // fdatasync; false: fsync (a folder)
     int error = 0;          // set by sync_all: 0 or the errno
 };
+// fdatasync (data_only) or fsync of `fd`, here and now: 0 or the errno. What every
+// sync falls back to when the kernel will not run it asynchronously.
+int sync_in_place(int fd, bool data_only);
+
 // Syncs every order at once (kernel AIO when there is any, else one after another)
 // and returns when all are done.
 void sync_all(std::span<SyncOrder> orders);

@@ -70,7 +70,7 @@ void DiskSync::start(int fd, bool data_only, Done done) {
     // No AIO; or the kernel would not take this one (EAGAIN: its context is full;
     // EINVAL: no asynchronous fsync before 4.18, or a file without fsync; EBADF):
     // in place, which says which it was.
-    int error_number = (data_only ? ::fdatasync(fd) : ::fsync(fd)) == 0 ? 0 : errno;
+    int error_number = core::sync_in_place(fd, data_only);
     // Posted, not called: the caller finishes registering before anyone is woken.
     asio::post(executor_, [alive = alive_, done = std::move(done), error_number] {
         if (*alive) done(error_number);
