@@ -266,11 +266,15 @@ def descendants(pid):
 
 
 def uids(pid):
-    """Real, effective, saved and file-system uid of a process."""
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("Uid:"):
-                return [int(x) for x in line.split()[1:]]
+    """Real, effective, saved and file-system uid of a process; [] once it is gone (a
+    process listed a moment ago may have exited: a listener's old root side)."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("Uid:"):
+                    return [int(x) for x in line.split()[1:]]
+    except OSError:
+        pass
     return []
 
 

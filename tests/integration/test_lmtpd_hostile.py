@@ -14,21 +14,13 @@ import time
 
 import lmtptest
 import mrtest
+from smtp_probes import codes, final_lines, parent_of, rss_kb  # the SMTP listener's probes share these
 
 MAILDIR = dict(lmtptest.LmtpdCase.config)
 RSS_LIMIT_KB = 64 * 1024
 ENHANCED = re.compile(rb"^[245]\d\d [245]\.\d{1,3}\.\d{1,3} ")
 GREETED = b"LHLO client.example\r\n"
 ENVELOPE = b"MAIL FROM:<s@example.org>\r\nRCPT TO:<alice@test.example>\r\n"
-
-
-def final_lines(answer: bytes):
-    """The last line of every reply in a server's answer ("250-..." lines skipped)."""
-    return [line for line in answer.split(b"\r\n") if line[3:4] == b" "]
-
-
-def codes(answer: bytes):
-    return [line[:3].decode() for line in final_lines(answer)]
 
 
 def text(subject, body=b"hello\r\n"):
@@ -200,22 +192,8 @@ class HostileCase(lmtptest.LmtpdCase):
         self.assertTrue(children, "no sessions process under lmtpd" + self.why())
         return min(children)  # forked first, before any agent
 
-    @staticmethod
-    def parent(pid):
-        with open(f"/proc/{pid}/stat") as f:
-            return int(f.read().rsplit(")", 1)[1].split()[1])
-
-    @staticmethod
-    def rss_kb(pid, field="VmRSS"):
-        """A process's resident memory now (VmRSS) or at its peak so far (VmHWM)."""
-        try:
-            with open(f"/proc/{pid}/status") as f:
-                for line in f:
-                    if line.startswith(field + ":"):
-                        return int(line.split()[1])
-        except OSError:
-            pass
-        return 0
+    parent = staticmethod(parent_of)
+    rss_kb = staticmethod(rss_kb)
 
     def total_rss_kb(self):
         return {pid: self.rss_kb(pid) for pid in self.lmtpd_pids()}

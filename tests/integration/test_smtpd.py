@@ -13,6 +13,7 @@ import time
 import unittest
 
 import mrtest
+from smtp_probes import children, uids as uid_of
 import smtptest
 from smtptest import PASSWORDS
 
@@ -304,35 +305,6 @@ class Auth(smtptest.SmtpCase):
         self.assertEqual(result.returncode, 0, result.stdout.decode(errors="replace")[-2000:])
         box = self.wait_delivered("dave")
         self.assertEqual(box[0]["Subject"], "swaks")
-
-
-def children(pid):
-    """The pids whose parent is `pid` (from /proc)."""
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[1]) == pid:
-            found.append(int(entry))
-    return found
-
-
-def uid_of(pid):
-    """Real, effective, saved and file-system uids of PID; [] once it is gone (a
-    listener's old root side exits while the daemon's children are being listed)."""
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith("Uid:"):
-                    return [int(x) for x in line.split()[1:]]
-    except OSError:
-        pass
-    return []
 
 
 def listener_processes(daemon_pid, timeout=10.0):
