@@ -8,7 +8,7 @@ delivered or not (the window between the queue commit and the reply) — the tes
 prints how many were. Every mailbox reads back whole. A duplicate comes only from a kill of the whole daemon, whose delivery
 workers may have written a mailbox and not yet recorded it (docs/spool.md
 "Recording": at most one batch of 8 a worker): a kill of the sessions process
-never makes one."""
+never makes one. The same again into a Maildir (CrashMaildir)."""
 import os
 import random
 import signal
@@ -58,6 +58,9 @@ class Crash(smtptest.SmtpCase):
                     unacked.append(seq)
                     seq += 50000
                     time.sleep(0.05)
+
+    def delivered(self, user):
+        return list(self.box.mbox(user))
 
     def restart_daemon(self):
         deadline = time.time() + 60
@@ -111,9 +114,8 @@ class Crash(smtptest.SmtpCase):
                 break
             self.box.mta(["-q"], timeout=300)
         self.assertEqual(self.box.queued(), [])
-        box = self.box.mbox("bob")
         seen = {}
-        for msg in box:
+        for msg in self.delivered("bob"):
             seq = int(msg["X-Seq"])
             self.assertEqual(msg.get_payload().count("line "), 30, f"message {seq} not whole")
             seen[seq] = seen.get(seq, 0) + 1
@@ -126,6 +128,17 @@ class Crash(smtptest.SmtpCase):
         self.assertEqual(missing, [], "acknowledged but not delivered")
         self.assertLessEqual(sum(n - 1 for n in duplicates.values()), DAEMON_KILLS * 2 * 8)
         self.assertLessEqual(set(seen), set(acked) | set(unacked))
+
+
+class CrashMaildir(Crash):
+    """The same into a Maildir: the user's delivery agent makes the writes waiting on
+    it durable together (delivery/maildir_batch.hpp), and the whole-daemon kills land
+    in its batches as well as in the queue's commits."""
+    config = {**Crash.config, "mailbox_format": "maildir"}
+
+    def delivered(self, user):
+        box = self.box.maildir(self.box.mbox_path(user))
+        return [box.get_message(key) for key in box.keys()]
 
 
 if __name__ == "__main__":
